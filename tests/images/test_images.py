@@ -1,0 +1,103 @@
+"""Every image, in the spirit of jupyter/docker-stacks' tests: who it runs as, what runs as
+PID 1, its Python, its locked packages, its tags and labels, and its place in the chain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.helpers import IMAGE_NAMES, image_settings
+
+# The lock files each image installs, in /opt/mlstack/locks
+LOCKS = {
+    "base": ["base"],
+    "science": ["base", "science"],
+    "jupyter": ["base", "science", "jupyter"],
+    "bash": ["base", "science"],
+    "mlflow": ["base", "mlflow"],
+}
+PARENT = {"science": "base", "jupyter": "science", "bash": "science", "mlflow": "base"}
+CHECK_LOCKED_PACKAGES = (Path(__file__).parent / "check_locked_packages.py").read_text()
+
+
+def output_of(client: docker.DockerClient, image: str, command: list[str], **options) -> str:
+    """Run ``command`` in a new container of ``image`` and return its stdout as text.
+
+    Raises:
+        docker.errors.ContainerError: when the command exits non-zero (its stderr included).
+    """
+    return client.containers.run(image, command, remove=True, **options).decode().strip()
+
+
+@pytest.mark.parametrize("name", IMAGE_NAMES)
+def test_default_user_is_not_root(docker_client, built_images, name):
+    assert output_of(docker_client, built_images[name], ["id", "-u"]) == "1000"
+
+
+@pytest.mark.parametrize("name", IMAGE_NAMES)
+def test_works_under_an_arbitrary_uid_with_a_writable_home(docker_client, built_images, name):
+    probe = (
+        "import os, pathlib; (pathlib.Path.home() / 'probe').write_text('ok'); print(os.getuid())"
+    )
+    output = output_of(docker_client, built_images[name], ["python", "-c", probe], user="4242:4343")
+    assert output == "4242"
+
+
+@pytest.mark.parametrize("name", IMAGE_NAMES)
+def test_tini_is_pid_1(docker_client, built_images, name):
+    cmdline = output_of(docker_client, built_images[name], ["cat", "/proc/1/cmdline"])
+    assert cmdline.split("\0")[0] == "/usr/bin/tini"
+
+
+@pytest.mark.parametrize("name", IMAGE_NAMES)
+def test_python_is_the_venv_on_debian_python_of_the_locks(docker_client, built_images, name):
+    probe = "import sys; print(sys.prefix, sys.base_prefix, '%d.%d' % sys.version_info[:2])"
+    prefix, base_prefix, version = output_of(
+        docker_client, built_images[name], ["python", "-c", probe]
+    ).split()
+    assert (prefix, base_prefix) == ("/opt/venv", "/usr")
+    assert version == image_settings()["PYTHON_VERSION"]
+
+
+@pytest.mark.parametrize("name", IMAGE_NAMES)
+def test_every_locked_package_is_installed_and_imports(docker_client, built_images, name):
+    locks = [f"/opt/mlstack/locks/{lock}.lock" for lock in LOCKS[name]]
+    try:
+        output = output_of(
+            docker_client,
+            built_images[name],
+            ["python", "-c", CHECK_LOCKED_PACKAGES, *locks],
+            stderr=True,
+        )
+    except docker.errors.ContainerError as error:
+        pytest.fail(error.stderr.decode() if error.stderr else str(error))
+    assert "packages checked" in output
+
+
+@pytest.mark.parametrize("name", IMAGE_NAMES)
+def test_tagged_with_the_stack_version_and_latest_with_oci_labels(
+    docker_client, built_images, name
+):
+    settings = image_settings()
+    image = docker_client.images.get(built_images[name])
+    latest = f"{settings['MLSTACK_IMAGE_PREFIX']}/{name}:latest"
+    assert {built_images[name], latest} <= set(image.tags)
+    labels = image.labels
+    assert labels["org.opencontainers.image.version"] == settings["MLSTACK_VERSION"]
+    for key in ("revision", "created", "source", "title"):
+        assert labels[f"org.opencontainers.image.{key}"], key
+
+
+@pytest.mark.parametrize("name", sorted(PARENT))
+def test_built_on_its_parent_image(docker_client, built_images, name):
+    child = docker_client.images.get(built_images[name]).attrs["RootFS"]["Layers"]
+    parent = docker_client.images.get(built_images[PARENT[name]]).attrs["RootFS"]["Layers"]
+    assert child[: len(parent)] == parent and len(child) > len(parent)
+
+
+def test_mlflow_server_is_not_built_on_the_science_layer(docker_client, built_images):
+    server = docker_client.images.get(built_images["mlflow"]).attrs["RootFS"]["Layers"]
+    science = docker_client.images.get(built_images["science"]).attrs["RootFS"]["Layers"]
+    assert server[: len(science)] != science

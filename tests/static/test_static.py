@@ -1,0 +1,94 @@
+"""Static checks: formatting, linters on Dockerfiles, shell scripts and YAML, compose.yaml's
+validity, and the settings files agreeing with each other."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from dotenv import dotenv_values
+
+from tests.helpers import REPO_ROOT, IMAGE_NAMES, image_settings, run
+
+BIN = Path(sys.executable).parent
+DOCKERFILES = sorted(REPO_ROOT.glob("images/*/Dockerfile"))
+SHELL_SCRIPTS = sorted(
+    [*REPO_ROOT.glob("scripts/*.sh"), *REPO_ROOT.glob("images/*/*.sh"), REPO_ROOT / ".ci/run"]
+)
+
+
+def example_env() -> dict[str, str]:
+    """The environment compose would get from a .env made from .env.example."""
+    values = {k: v or "" for k, v in dotenv_values(REPO_ROOT / ".env.example").items()}
+    values.update(image_settings())
+    values["JUPYTER_TOKEN"] = "0" * 48
+    return values
+
+
+def test_python_code_is_black_formatted():
+    result = run([str(BIN / "black"), "--check", "--quiet", "."])
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_image_has_a_dockerfile():
+    assert sorted(p.parent.name for p in DOCKERFILES) == sorted(IMAGE_NAMES)
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_dockerfile_passes_hadolint(dockerfile: Path):
+    result = run([str(BIN / "hadolint"), "--no-color", str(dockerfile)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_shell_script_passes_shellcheck(script: Path):
+    result = run([str(BIN / "shellcheck"), "--external-sources", str(script)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_yaml_files_pass_yamllint():
+    result = run([str(BIN / "yamllint"), "--strict", "compose.yaml"])
+    assert result.returncode == 0, result.stdout
+
+
+def test_compose_file_is_valid(tmp_path: Path):
+    env = {"PATH": str(BIN) + ":/usr/local/bin:/usr/bin:/bin", "HOME": str(Path.home())}
+    result = run(["docker", "compose", "config", "--quiet"], env=env | example_env())
+    assert result.returncode == 0, result.stderr
+
+
+def test_env_example_documents_every_variable_compose_reads():
+    compose = (REPO_ROOT / "compose.yaml").read_text()
+    used = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", compose))
+    documented = set(dotenv_values(REPO_ROOT / ".env.example"))
+    assert used and used <= documented, f"not in .env.example: {sorted(used - documented)}"
+
+
+def test_image_settings_are_copied_into_env_example():
+    # .env receives env/images.env's keys; the template must show each of them
+    assert set(image_settings()) <= set(dotenv_values(REPO_ROOT / ".env.example"))
+
+
+@pytest.mark.parametrize("env_file", sorted(REPO_ROOT.glob("env/*.env")), ids=lambda p: p.name)
+def test_env_files_hold_only_key_value_lines(env_file: Path):
+    for number, line in enumerate(env_file.read_text().splitlines(), 1):
+        if line.strip() and not line.startswith("#"):
+            assert re.fullmatch(r"[A-Z][A-Z0-9_]*=\S*", line), f"{env_file.name}:{number}: {line}"
+
+
+def test_published_ports_are_loopback_with_docker_chosen_host_ports():
+    compose = (REPO_ROOT / "compose.yaml").read_text()
+    ports = re.findall(r"^\s*-\s*(\S*:\d+)\s*$", compose, flags=re.MULTILINE)
+    assert ports, "compose.yaml publishes no port"
+    assert all(re.fullmatch(r"127\.0\.0\.1::\d+", port) for port in ports), ports
+
+
+def test_make_alone_prints_a_description_for_every_target():
+    result = run(["make", "--no-print-directory"])
+    assert result.returncode == 0, result.stderr
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    phony = re.search(r"^\.PHONY:(.*)$", makefile, flags=re.MULTILINE).group(1).split()
+    listed = set(re.findall(r"make (\S+)", result.stdout))
+    assert set(phony) - {"preflight"} <= listed, result.stdout
