@@ -6,8 +6,12 @@ import importlib.metadata as metadata
 import sys
 from pathlib import Path
 
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+try:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+except ImportError:  # base has no packaging of its own, but pip vendors it
+    from pip._vendor.packaging.requirements import Requirement
+    from pip._vendor.packaging.utils import canonicalize_name
 
 # Modules that need an extra the locks do not install: black's HTTP server (black[d])
 NEEDS_AN_EXTRA = {"blackd"}

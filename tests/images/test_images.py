@@ -47,8 +47,9 @@ def test_works_under_an_arbitrary_uid_with_a_writable_home(docker_client, built_
 
 @pytest.mark.parametrize("name", IMAGE_NAMES)
 def test_tini_is_pid_1(docker_client, built_images, name):
-    cmdline = output_of(docker_client, built_images[name], ["cat", "/proc/1/cmdline"])
-    assert cmdline.split("\0")[0] == "/usr/bin/tini"
+    # NULs to spaces and a final newline: the log driver keeps whole lines only
+    command = ["sh", "-c", "tr '\\0' ' ' </proc/1/cmdline; echo"]
+    assert output_of(docker_client, built_images[name], command).split()[0] == "/usr/bin/tini"
 
 
 @pytest.mark.parametrize("name", IMAGE_NAMES)

@@ -1,0 +1,99 @@
+"""The stack under test: a copy of the project in a folder whose name has a space, owned by a
+non-root UID, brought up with `make up` under a compose project name of its own, and torn down
+with everything it created when the session ends."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.helpers import copy_project, run
+
+
+@dataclass
+class Stack:
+    """A running copy of the project.
+
+    Attributes:
+        directory: the project folder (a copy of the repo).
+        project: its compose project name, unique to this test session.
+        uid: the UID:GID (same number) its containers run as.
+        env: the environment for make and docker compose in ``directory``.
+        urls: ``mlflow`` and ``jupyter`` URLs that the last `make up` printed.
+    """
+
+    directory: Path
+    project: str
+    uid: int
+    env: dict[str, str]
+    urls: dict[str, str] = field(default_factory=dict)
+
+    def make(self, *targets: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+        """Run make with ``targets`` in the project folder; never raises on failure."""
+        return run(["make", "--no-print-directory", *targets], self.directory, self.env, timeout)
+
+    def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run ``docker compose <args>`` in the project folder; never raises on failure."""
+        return run(["docker", "compose", *args], self.directory, self.env, timeout)
+
+    def up(self) -> None:
+        """`make up`, then read the printed URLs into ``urls``.
+
+        Raises:
+            AssertionError: when make fails or does not print both URLs.
+        """
+        result = self.make("up")
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        found = dict(re.findall(r"^(MLflow|Jupyter):\s+(http\S+)$", result.stdout, re.MULTILINE))
+        assert set(found) == {"MLflow", "Jupyter"}, result.stdout
+        self.urls = {"mlflow": found["MLflow"], "jupyter": found["Jupyter"]}
+
+    def token(self) -> str:
+        """The Jupyter token make wrote into this project's .env."""
+        return re.search(r"^JUPYTER_TOKEN=(\S+)$", (self.directory / ".env").read_text(), re.M)[1]
+
+
+def project_resources(client: docker.DockerClient, project: str) -> list[str]:
+    """Names of the containers, volumes and networks that belong to a compose project."""
+    label = {"label": f"com.docker.compose.project={project}"}
+    return [
+        *(c.name for c in client.containers.list(all=True, filters=label)),
+        *(v.name for v in client.volumes.list(filters=label)),
+        *(n.name for n in client.networks.list(filters=label)),
+    ]
+
+
+@pytest.fixture(scope="session")
+def project_copy(tmp_path_factory, test_uid) -> tuple[Path, dict[str, str], str]:
+    """A copy of the project owned by ``test_uid``, and the environment to drive it with."""
+    directory = copy_project(tmp_path_factory.mktemp("stack") / "mlstack test project")
+    project = f"mlstack-test-{secrets.token_hex(4)}"
+    if os.getuid() == 0:
+        subprocess.run(["chown", "-R", f"{test_uid}:{test_uid}", str(directory)], check=True)
+    env = os.environ | {
+        "COMPOSE_PROJECT_NAME": project,
+        "MLSTACK_UID": str(test_uid),
+        "MLSTACK_GID": str(test_uid),
+    }
+    return directory, env, project
+
+
+@pytest.fixture(scope="session")
+def stack(project_copy, docker_client, built_images, test_uid) -> Stack:
+    """The stack, up and healthy; removed with its volume and network at the end."""
+    directory, env, project = project_copy
+    stack = Stack(directory=directory, project=project, uid=test_uid, env=env)
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.compose("--profile", "runner", "down", "--volumes", "--remove-orphans")
+        left = project_resources(docker_client, project)
+        assert not left, f"teardown left {left}"

@@ -1,0 +1,125 @@
+"""Bad input gets one clear line on stderr and a non-zero exit: Docker missing or unreachable,
+Compose v1 only or too old, a bad option to train.py, a tracking server that is down."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO_ROOT, run
+
+
+def one_error_line(stderr: str) -> str:
+    """The single ``error: ...`` line of ``stderr``.
+
+    Raises:
+        AssertionError: when there is not exactly one such line.
+    """
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, stderr
+    return errors[0]
+
+
+def executable(path: Path, text: str) -> Path:
+    """Write a small shell script to ``path`` and make it executable."""
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+@pytest.fixture
+def bare_bin(tmp_path) -> Path:
+    """A folder with only the programs make and the scripts need, without docker."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for tool in ("bash", "env", "make", "sort", "head", "dirname", "cat"):
+        (folder / tool).symlink_to(shutil.which(tool))
+    return folder
+
+
+def make_up(env: dict[str, str]):
+    """`make up` in the repo; every case here stops at the preflight, before anything is made."""
+    return run(["make", "--no-print-directory", "up"], env=env, timeout=120)
+
+
+def test_make_up_without_docker_says_to_install_it(bare_bin):
+    result = make_up({"PATH": str(bare_bin), "HOME": os.environ["HOME"]})
+    assert result.returncode != 0
+    assert "docker is not installed" in one_error_line(result.stderr)
+
+
+def test_make_up_with_an_unreachable_daemon_says_to_start_it(tmp_path):
+    env = os.environ | {"DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
+    result = make_up(env)
+    assert result.returncode != 0
+    assert "Docker daemon is not reachable" in one_error_line(result.stderr)
+
+
+def test_make_up_with_only_compose_v1_asks_for_compose_v2(tmp_path, bare_bin):
+    # A docker config folder without plugins hides the real Compose v2 plugin
+    (bare_bin / "docker").symlink_to(shutil.which("docker"))
+    executable(bare_bin / "docker-compose", "#!/bin/sh\necho 'docker-compose version 1.29.2'\n")
+    env = {"PATH": str(bare_bin), "HOME": os.environ["HOME"], "DOCKER_CONFIG": str(tmp_path)}
+    result = make_up(env)
+    assert result.returncode != 0
+    assert "only Compose v1" in one_error_line(result.stderr)
+
+
+def test_make_up_with_an_old_compose_says_which_version_is_needed(tmp_path):
+    # A Compose plugin that reports 2.3.3 (what Debian 12's docker-compose-plugin era shipped)
+    plugins = tmp_path / "cli-plugins"
+    plugins.mkdir()
+    executable(
+        plugins / "docker-compose",
+        "#!/bin/sh\n"
+        'if [ "$1" = docker-cli-plugin-metadata ]; then\n'
+        '  echo \'{"SchemaVersion":"0.1.0","Vendor":"Docker Inc.","Version":"v2.3.3"}\'\n'
+        "else echo 2.3.3; fi\n",
+    )
+    result = make_up(os.environ | {"DOCKER_CONFIG": str(tmp_path)})
+    assert result.returncode != 0
+    line = one_error_line(result.stderr)
+    assert "Compose 2.3.3 is too old" in line and "2.20.0" in line
+
+
+def test_make_build_with_an_unknown_image_lists_the_known_ones():
+    result = run(["scripts/build.sh", "no-such-image"])
+    assert result.returncode == 2
+    assert "unknown image 'no-such-image'" in one_error_line(result.stderr)
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--n-estimators", "many"], "'many' is not a whole number"),
+        (["--max-depth", "0"], "'0' is less than 1"),
+        (["--test-size", "1.5"], "'1.5' is not between 0 and 1"),
+        (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+    ],
+)
+def test_train_rejects_a_bad_option_in_one_line(stack, option, message):
+    result = stack.compose("run", "--rm", "--no-deps", "bash", "python", "train.py", *option)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+
+
+def test_train_with_the_tracking_server_unreachable_says_so_in_one_line(stack):
+    result = stack.compose(
+        "run",
+        "--rm",
+        "--no-deps",
+        "--env",
+        "MLFLOW_TRACKING_URI=http://no-such-server:5000",
+        "bash",
+        "python",
+        "train.py",
+    )
+    assert result.returncode == 1
+    line = one_error_line(result.stderr)
+    assert "http://no-such-server:5000 is not reachable" in line
+    assert "Traceback" not in result.stderr
