@@ -70,7 +70,8 @@ for name in "${order[@]}"; do
     revision="${revision:-uncommitted}-dirty"
   fi
   echo "build: $image (FROM $from)"
-  docker build --quiet \
+  # --force-rm: a failed step leaves no stopped container behind
+  docker build --quiet --force-rm \
     --file "images/$name/Dockerfile" \
     --build-arg "BASE_IMAGE=$from" \
     --tag "$image" --tag "$MLSTACK_IMAGE_PREFIX/$name:latest" \
