@@ -4,8 +4,8 @@
 # and :latest, with OCI labels. Usage: scripts/build.sh [IMAGE...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=SCRIPTDIR/../env/images.env
-. env/images.env
+# shellcheck source=SCRIPTDIR/settings.sh
+. scripts/settings.sh
 
 # The chain, in build order: image=parent ("" means the Debian BASE_IMAGE)
 chain=(base= science=base jupyter=science bash=science mlflow=base)

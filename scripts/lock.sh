@@ -3,8 +3,8 @@
 # order, each locked against the one below so the layers agree; then the host's tools lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=SCRIPTDIR/../env/images.env
-. env/images.env
+# shellcheck source=SCRIPTDIR/settings.sh
+. scripts/settings.sh
 uv="${UV:-.venv/bin/uv}"
 
 compile() { # compile OUT IN [extra uv args...]

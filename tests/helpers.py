@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -29,8 +30,10 @@ def run(
 
 
 def image_settings() -> dict[str, str]:
-    """The settings in env/images.env (MLSTACK_VERSION, MLSTACK_IMAGE_PREFIX, ...)."""
-    return {key: value or "" for key, value in dotenv_values(REPO_ROOT / "env/images.env").items()}
+    """The image settings (MLSTACK_VERSION, MLSTACK_IMAGE_PREFIX, ...) as the scripts see them:
+    env/images.env's values, overridden by the same names in the environment."""
+    values = dotenv_values(REPO_ROOT / "env/images.env")
+    return {key: os.environ.get(key) or value or "" for key, value in values.items()}
 
 
 def image_ref(name: str) -> str:
