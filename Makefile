@@ -9,10 +9,12 @@ PYTHON := $(VENV)/bin/python
 IMAGES ?=
 # Options for train.py (make train ARGS="--n-estimators 200")
 ARGS ?=
+# The backup to restore (make restore FILE=backups/mlflow-....tar.gz)
+FILE ?=
 # Options for pytest (make test PYTEST_ARGS="-k image -x")
 PYTEST_ARGS ?=
 
-.PHONY: help up down build ps logs urls shell train test lint format clean lock preflight
+.PHONY: help up down build ps logs urls shell train backup restore destroy test lint format clean lock preflight
 
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -48,6 +50,15 @@ shell: preflight .env ## Open an interactive shell in the runner container
 
 train: preflight .env ## Run train.py in the runner container (ARGS="--n-estimators 200")
 	@$(COMPOSE) run --rm bash python train.py $(ARGS)
+
+backup: preflight .env ## Snapshot the MLflow data (runs, models, artifacts) into backups/
+	@scripts/store.sh backup
+
+restore: preflight .env ## Replace the MLflow data with a backup (FILE=backups/...), backing up first
+	@scripts/store.sh restore "$(FILE)"
+
+destroy: preflight .env ## Delete the MLflow data volume, after a backup (asks, or CONFIRM=1)
+	@scripts/store.sh destroy
 
 test: $(VENV)/.installed ## Run the tests: static checks, each image, the stack end to end
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)

@@ -12,6 +12,7 @@ is logged to the tracking server named by ``MLFLOW_TRACKING_URI`` under the expe
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import warnings
@@ -20,6 +21,8 @@ from typing import Any, Sequence
 from urllib.parse import urlparse
 
 from dotenv import load_dotenv
+
+from logging_config import setup_logging
 
 PROJECT_DIR = Path(__file__).resolve().parent
 # Shared settings (experiment name, tracking URI), then the URLs `make up` found on the host
@@ -86,6 +89,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--random-state", type=int, default=42)
     parser.add_argument(
+        "--curve-steps",
+        type=positive_int,
+        default=10,
+        help="points of the learning curve (held-out accuracy by number of trees; default: 10)",
+    )
+    parser.add_argument(
         "--experiment",
         default=os.environ.get("MLFLOW_EXPERIMENT_NAME", "Default"),
         help="MLflow experiment (default: MLFLOW_EXPERIMENT_NAME from env/stack.env)",
@@ -135,6 +144,35 @@ def run_url(experiment_id: str, run_id: str) -> str | None:
     return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
+def curve_points(n_estimators: int, steps: int) -> list[int]:
+    """Numbers of trees at which the learning curve is measured: ``steps`` points, evenly
+    spread, ending at ``n_estimators`` (fewer when there are fewer trees than steps)."""
+    return sorted({max(1, round(n_estimators * (i + 1) / steps)) for i in range(steps)})
+
+
+def log_dataset(dataset: Any, attempts: int = 3) -> None:
+    """Log the training data set to the active run (``mlflow.log_input``).
+
+    Two runs that log the same data set at the same moment race in the tracking server, and
+    the loser gets a UNIQUE-constraint error (the row the winner just wrote): retrying links the
+    run to that row.
+
+    Raises:
+        mlflow.exceptions.MlflowException: when the server refuses for another reason, or
+            ``attempts`` times.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(1, attempts + 1):
+        try:
+            mlflow.log_input(dataset, context="training")
+            return
+        except MlflowException as error:
+            if "UNIQUE constraint failed: datasets" not in str(error) or attempt == attempts:
+                raise
+
+
 def train(args: argparse.Namespace) -> dict[str, Any]:
     """Fit the model, evaluate it on held-out rows and log everything to one MLflow run.
 
@@ -166,19 +204,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         random_state=args.random_state,
         stratify=target,
     )
+    # warm_start grows the same forest a step at a time, for the learning curve
     model = RandomForestClassifier(
-        n_estimators=args.n_estimators,
         max_depth=args.max_depth,
         min_samples_leaf=args.min_samples_leaf,
         random_state=args.random_state,
-    ).fit(x_train, y_train)
-    predicted = model.predict(x_test)
-    metrics = {
-        "accuracy": float(accuracy_score(y_test, predicted)),
-        "f1_macro": float(f1_score(y_test, predicted, average="macro")),
-        "train_accuracy": float(model.score(x_train, y_train)),
-    }
+        warm_start=True,
+    )
 
+    # The labels are class numbers: integers without missing values are what we mean
+    warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
     mlflow.set_experiment(args.experiment)
     with mlflow.start_run(run_name=args.run_name) as run:
         mlflow.log_params(
@@ -188,13 +223,20 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 "min_samples_leaf": args.min_samples_leaf,
                 "test_size": args.test_size,
                 "random_state": args.random_state,
+                "curve_steps": args.curve_steps,
             }
         )
+        log_dataset(mlflow.data.from_pandas(data.frame, name="wine", targets="target"))
+        for n_trees in curve_points(args.n_estimators, args.curve_steps):
+            model.set_params(n_estimators=n_trees).fit(x_train, y_train)
+            mlflow.log_metric("curve_accuracy", model.score(x_test, y_test), step=n_trees)
+        predicted = model.predict(x_test)
+        metrics = {
+            "accuracy": float(accuracy_score(y_test, predicted)),
+            "f1_macro": float(f1_score(y_test, predicted, average="macro")),
+            "train_accuracy": float(model.score(x_train, y_train)),
+        }
         mlflow.log_metrics(metrics)
-        mlflow.log_input(
-            mlflow.data.from_pandas(data.frame, name="wine", targets="target"),
-            context="training",
-        )
 
         figure, axes = plt.subplots(figsize=(5, 5))
         ConfusionMatrixDisplay.from_predictions(
@@ -207,10 +249,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         # MLflow saves scikit-learn models with skops, which loads only the types it is told to
         # trust: declare exactly the types of this model, which we built ourselves.
         trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-        with warnings.catch_warnings():
-            # The labels are class numbers: integers without missing values are what we mean
-            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-            signature = infer_signature(x_train, model.predict(x_train))
+        signature = infer_signature(x_train, model.predict(x_train))
         model_info = mlflow.sklearn.log_model(
             model,
             name="model",
@@ -227,30 +266,46 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point: returns the exit status (0, or 1 when tracking fails)."""
+    """Command-line entry point.
+
+    Returns:
+        The exit status: 0, or 1 when tracking fails or a disk is full (one ``error:`` line on
+        stderr, also in ``logs/jobs.log``); argparse exits with 2 on a bad option.
+    """
     for settings in SETTINGS_FILES:
         if os.access(settings, os.R_OK):
             # override=False: a variable already in the environment (compose's) wins
             load_dotenv(settings, override=False)
     args = parse_args(argv)
+    try:
+        log = setup_logging("train")
+    except (ValueError, OSError) as error:
+        print(f"error: cannot set up logging: {error}", file=sys.stderr)
+        return 1
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    log.info(
+        "training on the wine data, tracking at %s, experiment '%s'", tracking_uri, args.experiment
+    )
     try:
         check_tracking_server(tracking_uri)
         result = train(args)
     except TrackingServerError as error:
-        print(f"error: {error}", file=sys.stderr)
+        log.error("error: %s", error)
         return 1
-    except Exception as error:  # noqa: BLE001 - one line for the user, not a traceback
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        where = error.filename or "a temporary file"
+        log.error("error: no space left on the device of %s; free some space and retry", where)
+        return 1
+    except Exception as error:
         from mlflow.exceptions import MlflowException
         from requests import RequestException
 
         if not isinstance(error, (MlflowException, RequestException)):
             raise
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        print(
-            f"error: logging to MLflow at {tracking_uri} failed: {first_line}",
-            file=sys.stderr,
-        )
+        log.error("error: logging to MLflow at %s failed: %s", tracking_uri, first_line)
         return 1
 
     metrics = ", ".join(f"{name}={value:.3f}" for name, value in result["metrics"].items())
@@ -261,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"open: {url}")
     else:
         print("open it at the MLflow URL that 'make urls' prints")
+    log.debug("run %s finished: %s", result["run_id"], result["metrics"])
     return 0
 
 

@@ -1,0 +1,189 @@
+"""Care of the tracking server's data on /data: the SQLite backend store (mlflow.db), the basic-
+auth user store (basic_auth.db) and the artifact store (artifacts/).
+
+    python store.py prepare          before the server starts (images/mlflow/start.sh)
+    python store.py backup ARCHIVE   consistent snapshot of /data into a .tar.gz (make backup)
+    python store.py restore ARCHIVE  replace /data with an archive's content (make restore)
+
+prepare: a new store needs nothing (the server creates its tables), nor one at this MLflow's
+schema revision; one from an older MLflow is snapshotted beside itself, then migrated with
+`mlflow db upgrade` (there is no downgrade); one migrated by a newer MLflow is left untouched and
+prepare exits 3 with one line saying so. Each command prints one `error:` line on failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from importlib.resources import files
+from pathlib import Path
+
+DATA = Path("/data")
+DATABASES = ("mlflow.db", "basic_auth.db")
+ARTIFACTS = "artifacts"
+NEEDS_A_HUMAN = 3
+
+
+class StoreError(RuntimeError):
+    """A store operation that cannot go on; its message is the user's one line."""
+
+
+def sqlite_snapshot(source: Path, target: Path) -> None:
+    """Copy a live SQLite database with SQLite's online backup API (consistent even while the
+    server writes), then check the copy with ``PRAGMA integrity_check``.
+
+    Raises:
+        StoreError: when the copy is not intact.
+    """
+    with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as live:
+        with sqlite3.connect(target) as copy:
+            live.backup(copy)
+            (result,) = copy.execute("PRAGMA integrity_check").fetchone()
+    if result != "ok":
+        raise StoreError(f"the snapshot of {source} is not intact: {result}")
+
+
+def integrity(path: Path) -> str:
+    """SQLite's ``PRAGMA integrity_check`` of a database file: ``"ok"`` or the problems."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def schema_revisions():
+    """MLflow's own migration scripts (an alembic ScriptDirectory): the revisions it knows."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(files("mlflow.store") / "db_migrations"))
+    return ScriptDirectory.from_config(config)
+
+
+def store_revision(path: Path) -> str | None:
+    """The alembic revision a SQLite store is at, or None for a new store (no tables yet)."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        if "alembic_version" not in tables:
+            return None
+        row = db.execute("SELECT version_num FROM alembic_version").fetchone()
+    return row[0] if row else None
+
+
+def prepare() -> int:
+    """Bring the backend store (MLFLOW_BACKEND_STORE_URI) to this MLflow's schema.
+
+    Returns:
+        The exit status of `mlflow db upgrade`, or 0 when there is nothing to do.
+
+    Raises:
+        StoreError: when a newer MLflow migrated the store.
+    """
+    import mlflow
+    from alembic.util.exc import CommandError
+
+    uri = os.environ.get("MLFLOW_BACKEND_STORE_URI", "")
+    if not uri.startswith("sqlite:///"):
+        return subprocess.call(["mlflow", "db", "upgrade", uri]) if uri else 0
+    path = Path(uri.removeprefix("sqlite:///"))
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    current = store_revision(path)
+    scripts = schema_revisions()
+    latest = scripts.get_current_head()
+    if current is None or current == latest:
+        return 0
+    try:
+        scripts.get_revision(current)
+    except CommandError:
+        raise StoreError(
+            f"the backend store {path} is at schema revision {current}, which MLflow "
+            f"{mlflow.__version__} does not know: a newer MLflow migrated it. Run that MLflow "
+            "version, or restore a backup made before (make restore FILE=...); the store is "
+            "left as it is"
+        ) from None
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    snapshot = path.parent / "backups" / f"{path.stem}-{current}-{stamp}.db"
+    snapshot.parent.mkdir(exist_ok=True)
+    sqlite_snapshot(path, snapshot)
+    print(f"backend store at schema revision {current}, upgrading to {latest}; copy: {snapshot}")
+    return subprocess.call(["mlflow", "db", "upgrade", uri])
+
+
+def backup(archive: Path) -> int:
+    """Write the databases (online snapshots) and the artifact store into ``archive`` (.tar.gz).
+
+    Raises:
+        StoreError: when a snapshot is not intact.
+    """
+    if not (DATA / "mlflow.db").exists():
+        print("backup: nothing to back up (no backend store yet)")
+        return 0
+    partial = archive.with_name(f".{archive.name}.partial")
+    with tempfile.TemporaryDirectory() as scratch:
+        with tarfile.open(partial, "w:gz") as tar:
+            for name in DATABASES:
+                if (DATA / name).exists():
+                    sqlite_snapshot(DATA / name, Path(scratch) / name)
+                    tar.add(Path(scratch) / name, arcname=name)
+            tar.add(DATA / ARTIFACTS, arcname=ARTIFACTS)
+    # Renamed only when complete: a backup cut short never looks like a good one
+    partial.rename(archive)
+    print(f"backup: {archive.name}")
+    return 0
+
+
+def restore(archive: Path) -> int:
+    """Replace /data's content with ``archive``'s, once the archive is known to be whole.
+
+    Raises:
+        StoreError: when the archive is missing, unreadable, not a backup or damaged; /data is
+            then left as it was.
+    """
+    if not archive.is_file():
+        raise StoreError(f"no backup archive at {archive}")
+    with tempfile.TemporaryDirectory(dir=DATA, prefix=".restore-") as staging:
+        staged = Path(staging)
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                tar.extractall(staged, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as error:
+            raise StoreError(f"{archive.name} is not a readable backup archive: {error}") from None
+        if not (staged / "mlflow.db").is_file():
+            raise StoreError(f"{archive.name} holds no mlflow.db: not an mlstack backup")
+        for name in DATABASES:
+            if (staged / name).exists() and (result := integrity(staged / name)) != "ok":
+                raise StoreError(f"{name} in {archive.name} is damaged: {result}")
+        (staged / ARTIFACTS).mkdir(exist_ok=True)
+        # Only now is the old content replaced, by renames within the same file system; the
+        # snapshots taken before schema upgrades stay
+        for entry in DATA.iterdir():
+            if entry != staged and entry.name != "backups":
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        for entry in staged.iterdir():
+            entry.rename(DATA / entry.name)
+    print("restore: done")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Run one command line (see the module's docstring); returns the exit status."""
+    commands = {"prepare": (prepare, 0), "backup": (backup, 1), "restore": (restore, 1)}
+    if not argv or argv[0] not in commands or len(argv) - 1 != commands[argv[0]][1]:
+        print("usage: store.py prepare | backup ARCHIVE | restore ARCHIVE", file=sys.stderr)
+        return 2
+    command = commands[argv[0]][0]
+    try:
+        return command(*(Path(arg) for arg in argv[1:]))
+    except StoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return NEEDS_A_HUMAN if command is prepare else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
