@@ -12,9 +12,11 @@ is logged to the tracking server named by ``MLFLOW_TRACKING_URI`` under the expe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -173,6 +175,18 @@ def log_dataset(dataset: Any, attempts: int = 3) -> None:
                 raise
 
 
+def disk_full(error: BaseException) -> OSError | None:
+    """The "no space left on device" error behind ``error``, if any: MLflow and skops wrap the
+    OSError in errors of their own (followed through ``__cause__`` and ``__context__``)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def train(args: argparse.Namespace) -> dict[str, Any]:
     """Fit the model, evaluate it on held-out rows and log everything to one MLflow run.
 
@@ -215,7 +229,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     # The labels are class numbers: integers without missing values are what we mean
     warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
     mlflow.set_experiment(args.experiment)
-    with mlflow.start_run(run_name=args.run_name) as run:
+    run = mlflow.start_run(run_name=args.run_name)
+    try:
         mlflow.log_params(
             {
                 "n_estimators": args.n_estimators,
@@ -257,6 +272,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             input_example=x_test.head(5),
             skops_trusted_types=trusted,
         )
+    except BaseException:
+        # Mark the run failed if the server still answers; the error itself is what matters
+        with contextlib.suppress(Exception):
+            mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run()
     return {
         "run_id": run.info.run_id,
         "experiment_id": run.info.experiment_id,
@@ -292,20 +313,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrackingServerError as error:
         log.error("error: %s", error)
         return 1
-    except OSError as error:
-        if error.errno != errno.ENOSPC:
-            raise
-        where = error.filename or "a temporary file"
-        log.error("error: no space left on the device of %s; free some space and retry", where)
-        return 1
     except Exception as error:
         from mlflow.exceptions import MlflowException
         from requests import RequestException
 
+        if full := disk_full(error):
+            where = full.filename or f"the temporary folder {tempfile.gettempdir()}"
+            log.error("error: no space left on the device of %s; free some space, retry", where)
+            return 1
         if not isinstance(error, (MlflowException, RequestException)):
             raise
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        log.error("error: logging to MLflow at %s failed: %s", tracking_uri, first_line)
+        message = str(error)
+        if isinstance(error, RequestException) or "Max retries exceeded" in message:
+            # MLflow's own message for this is a long urllib3 retry trace
+            log.error(
+                "error: the MLflow tracking server at %s stopped answering, so the job did not "
+                "finish; check 'make ps' and 'make logs', then run train.py again",
+                tracking_uri,
+            )
+        else:
+            first_line = (message.strip().splitlines() or [type(error).__name__])[0]
+            log.error("error: logging to MLflow at %s failed: %s", tracking_uri, first_line)
         return 1
 
     metrics = ", ".join(f"{name}={value:.3f}" for name, value in result["metrics"].items())

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks that Docker is usable before make does anything with it: the client is installed, the
-# daemon answers, and Compose v2 is there and recent enough. Prints one error line otherwise.
+# daemon answers, Compose v2 is there and recent enough, and compose.yaml with .env and env/
+# makes a valid configuration. Prints one error line otherwise, and changes nothing.
 set -euo pipefail
 
 # docker compose up --wait (and its timeout), depends_on conditions honoured by `run`
@@ -25,3 +26,9 @@ version="${version#v}"
 oldest="$(printf '%s\n%s\n' "$min_compose" "$version" | sort -V | head -n 1)"
 [ "$oldest" = "$min_compose" ] ||
   fail "Compose $version is too old; install $min_compose or newer"
+
+# A broken .env (or a missing env/ file) is reported before anything is built or started
+cd "$(dirname "$0")/.."
+if [ -f .env ] && ! problem="$(docker compose --profile runner config --quiet 2>&1)"; then
+  fail "the stack's settings are invalid, fix .env or env/ (see .env.example): $(echo "$problem" | head -n 1)"
+fi

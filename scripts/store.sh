@@ -30,9 +30,12 @@ restore() {
   local running
   running="$(docker compose ps --status running --quiet mlflow)"
   [ -z "$running" ] || docker compose stop mlflow
+  # On failure store.py has said why in one line and left the data as it was
+  local status=0
   docker compose run --rm --no-deps --volume "$archive:/restore/backup.tar.gz:ro" mlflow \
-    python "$store" restore /restore/backup.tar.gz
+    python "$store" restore /restore/backup.tar.gz || status=$?
   [ -z "$running" ] || docker compose up --detach --wait mlflow
+  [ "$status" -eq 0 ] || exit "$status"
   echo "restore: the MLflow data now comes from $archive"
 }
 

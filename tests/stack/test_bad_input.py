@@ -1,5 +1,6 @@
-"""Bad input gets one clear line on stderr and a non-zero exit: Docker missing or unreachable,
-Compose v1 only or too old, a bad option to train.py, a tracking server that is down."""
+"""Bad input gets one clear line on stderr, a non-zero exit, and loses nothing: Docker missing or
+unreachable, Compose v1 only or too old, a broken .env, a missing env/ file, an unknown image,
+a bad option to train.py, a tracking server that is down, a full disk."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO_ROOT, run
+from tests.helpers import REPO_ROOT, copy_project, run
 
 
 def one_error_line(stderr: str) -> str:
@@ -86,10 +87,39 @@ def test_make_up_with_an_old_compose_says_which_version_is_needed(tmp_path):
     assert "Compose 2.3.3 is too old" in line and "2.20.0" in line
 
 
-def test_make_build_with_an_unknown_image_lists_the_known_ones():
-    result = run(["scripts/build.sh", "no-such-image"])
-    assert result.returncode == 2
-    assert "unknown image 'no-such-image'" in one_error_line(result.stderr)
+def test_make_build_with_an_unknown_image_lists_the_known_ones(tmp_path):
+    project = copy_project(tmp_path / "project")
+    result = run(["make", "--no-print-directory", "build", "IMAGES=no-such-image"], project)
+    assert result.returncode != 0
+    line = one_error_line(result.stderr)
+    assert "unknown image 'no-such-image'" in line and "jupyter" in line
+
+
+def test_make_up_with_a_malformed_env_line_says_so_and_keeps_the_file(tmp_path):
+    project = copy_project(tmp_path / "project")
+    assert run(["make", "--no-print-directory", ".env"], project).returncode == 0
+    env_file = project / ".env"
+    broken = env_file.read_text() + "this line is not a setting\n"
+    env_file.write_text(broken)
+    result = run(["make", "--no-print-directory", "up"], project, timeout=120)
+    assert result.returncode != 0
+    line = one_error_line(result.stderr)
+    assert "fix .env or env/" in line and ".env: line" in line
+    assert env_file.read_text() == broken
+
+
+def test_make_up_with_a_missing_env_file_names_it(tmp_path):
+    project = copy_project(tmp_path / "project")
+    assert run(["make", "--no-print-directory", ".env"], project).returncode == 0
+    (project / "env/stack.env").unlink()
+    result = run(["make", "--no-print-directory", "up"], project, timeout=120)
+    assert result.returncode != 0
+    assert "env/stack.env not found" in one_error_line(result.stderr)
+
+
+def test_the_stack_under_test_lives_in_a_path_with_spaces(stack):
+    # Every end-to-end test runs in this folder: make, compose and the bind mount cope
+    assert " " in str(stack.directory)
 
 
 @pytest.mark.parametrize(
@@ -122,4 +152,20 @@ def test_train_with_the_tracking_server_unreachable_says_so_in_one_line(stack):
     assert result.returncode == 1
     line = one_error_line(result.stderr)
     assert "http://no-such-server:5000 is not reachable" in line
+    assert "Traceback" not in result.stderr
+
+
+def test_train_with_a_full_disk_says_so_in_one_line(stack, docker_client):
+    volume = docker_client.volumes.create(
+        driver="local",
+        driver_opts={"type": "tmpfs", "device": "tmpfs", "o": "size=64k,mode=1777"},
+    )
+    try:
+        result = stack.compose(
+            "run", "--rm", "--volume", f"{volume.name}:/tmp", "bash", "python", "train.py"
+        )
+    finally:
+        volume.remove(force=True)
+    assert result.returncode == 1
+    assert "no space left on the device" in one_error_line(result.stderr)
     assert "Traceback" not in result.stderr

@@ -1,0 +1,414 @@
+"""The MLflow store is the user's lab notebook: concurrent jobs, a killed server, a crashed
+process, a Docker restart, backups, restores, `destroy` and schema upgrades lose nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+import docker
+import pytest
+import requests
+
+from tests.helpers import image_ref
+
+pytestmark = pytest.mark.stack
+
+
+def search_runs(stack, filter_string: str = "") -> list[dict]:
+    """Runs of the demo experiment, by the REST API at the host's mapped port."""
+    base = stack.urls["mlflow"]
+    experiment = requests.get(
+        f"{base}/api/2.0/mlflow/experiments/get-by-name",
+        params={"experiment_name": "mlstack-demo"},
+        timeout=30,
+    ).json()["experiment"]
+    response = requests.post(
+        f"{base}/api/2.0/mlflow/runs/search",
+        json={
+            "experiment_ids": [experiment["experiment_id"]],
+            "filter": filter_string,
+            "max_results": 1000,
+        },
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return response.json().get("runs", [])
+
+
+def metric_history(stack, run_id: str, key: str) -> list[dict]:
+    """Every logged value of one metric of a run."""
+    response = requests.get(
+        f"{stack.urls['mlflow']}/api/2.0/mlflow/metrics/get-history",
+        params={"run_id": run_id, "metric_key": key},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return response.json().get("metrics", [])
+
+
+def artifact_bytes(stack, run: dict, path: str) -> bytes:
+    """An artifact of a run, downloaded through the server's artifact proxy."""
+    root = run["info"]["artifact_uri"].removeprefix("mlflow-artifacts:/")
+    response = requests.get(
+        f"{stack.urls['mlflow']}/api/2.0/mlflow-artifacts/artifacts/{root}/{path}", timeout=30
+    )
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+def snapshot_of_runs(stack) -> dict[str, tuple]:
+    """What a user would miss: each finished run's params, metrics and plot bytes, by run id."""
+    return {
+        run["info"]["run_id"]: (
+            sorted((p["key"], p["value"]) for p in run["data"].get("params", [])),
+            sorted((m["key"], m["value"]) for m in run["data"].get("metrics", [])),
+            artifact_bytes(stack, run, "plots/confusion_matrix.png"),
+        )
+        for run in search_runs(stack, "attributes.status = 'FINISHED'")
+        if run["info"]["run_name"].startswith("safety-")
+    }
+
+
+def integrity_check(stack) -> str:
+    """SQLite's PRAGMA integrity_check of the backend store, run inside the mlflow container."""
+    result = stack.compose(
+        "exec",
+        "-T",
+        "mlflow",
+        "python",
+        "-c",
+        "import sqlite3; print(sqlite3.connect('file:/data/mlflow.db?mode=ro', uri=True)"
+        ".execute('PRAGMA integrity_check').fetchone()[0])",
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def mlflow_container(docker_client, stack):
+    """The project's mlflow container."""
+    label = [f"com.docker.compose.project={stack.project}", "com.docker.compose.service=mlflow"]
+    (container,) = docker_client.containers.list(all=True, filters={"label": label})
+    return container
+
+
+@pytest.fixture(scope="module")
+def finished_runs(stack) -> dict[str, tuple]:
+    """Two finished training runs, as snapshot_of_runs records them."""
+    for name in ("safety-a", "safety-b"):
+        result = stack.compose(
+            "run", "--rm", "bash", "python", "train.py", "--n-estimators", "20", "--run-name", name
+        )
+        assert result.returncode == 0, result.stderr
+    runs = snapshot_of_runs(stack)
+    assert len(runs) == 2
+    return runs
+
+
+def test_eight_concurrent_jobs_record_eight_runs_without_lock_errors(stack):
+    command = ["docker", "compose", "run", "--rm", "bash", "python", "train.py"]
+    jobs = [
+        subprocess.Popen(
+            [*command, "--n-estimators", "20", "--run-name", f"concurrent-{i}"],
+            cwd=stack.directory,
+            env=stack.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(8)
+    ]
+    outputs = [job.communicate(timeout=600) for job in jobs]
+    assert [job.returncode for job in jobs] == [0] * 8, outputs
+    assert not any("database is locked" in out + err for out, err in outputs)
+    runs = search_runs(stack, "attributes.run_name LIKE 'concurrent-%'")
+    assert sorted(run["info"]["run_name"] for run in runs) == [f"concurrent-{i}" for i in range(8)]
+    for run in runs:
+        assert run["info"]["status"] == "FINISHED"
+        assert {"accuracy", "f1_macro", "train_accuracy", "curve_accuracy"} <= {
+            m["key"] for m in run["data"]["metrics"]
+        }
+        assert len(metric_history(stack, run["info"]["run_id"], "curve_accuracy")) == 10
+    logs = stack.compose("logs", "--no-color", "mlflow").stdout
+    assert "database is locked" not in logs
+
+
+def test_killing_the_server_mid_run_loses_no_finished_run(docker_client, stack, finished_runs):
+    job = subprocess.Popen(
+        ["docker", "compose", "run", "--rm", "bash", "python", "train.py"]
+        + ["--n-estimators", "3000", "--curve-steps", "3000", "--run-name", "killed-mid-run"],
+        cwd=stack.directory,
+        env=stack.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Wait until the job is really logging, then pull the plug
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            runs = search_runs(stack, "attributes.run_name = 'killed-mid-run'")
+            if (
+                runs
+                and len(metric_history(stack, runs[0]["info"]["run_id"], "curve_accuracy")) > 20
+            ):
+                break
+            assert job.poll() is None, job.communicate()
+            time.sleep(0.5)
+        else:
+            pytest.fail("the job never started logging")
+        mlflow_container(docker_client, stack).kill(signal="SIGKILL")
+        out, err = job.communicate(timeout=180)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 1, out + err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "stopped answering" in errors[0], err
+    assert "Traceback" not in err
+
+    stack.up()
+    assert integrity_check(stack) == "ok"
+    assert snapshot_of_runs(stack) == finished_runs
+
+
+def test_a_crashed_server_process_is_restarted_with_its_data(docker_client, stack, finished_runs):
+    container = mlflow_container(docker_client, stack)
+    assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    restarts = container.attrs["RestartCount"]
+    # tini (PID 1) exits with the server, and Docker, seeing a crash, restarts the container
+    server = container.exec_run(["cat", "/proc/1/task/1/children"]).output.decode().split()[0]
+    container.exec_run(["kill", "-KILL", server])
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        container.reload()
+        health = container.attrs["State"].get("Health", {}).get("Status")
+        if container.attrs["RestartCount"] > restarts and health == "healthy":
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"not restarted and healthy: {container.attrs['State']}")
+    stack.up()  # the port Docker picked may differ after the restart
+    assert snapshot_of_runs(stack) == finished_runs
+
+
+@pytest.mark.skipif(
+    os.environ.get("MLSTACK_TEST_DAEMON_RESTART") != "1",
+    reason="restarts the Docker daemon, stopping every container on it: set "
+    "MLSTACK_TEST_DAEMON_RESTART=1 on a machine of its own (CI does)",
+)
+def test_restarting_the_docker_daemon_brings_the_stack_back(docker_client, stack, finished_runs):
+    if (
+        shutil.which("systemctl")
+        and subprocess.run(["systemctl", "is-active", "--quiet", "docker"], check=False).returncode
+        == 0
+    ):
+        subprocess.run(["systemctl", "restart", "docker"], check=True, timeout=300)
+    else:
+        # Started by scripts/provision.sh: stop it, and provision starts it again
+        subprocess.run(["pkill", "-TERM", "-x", "dockerd"], check=True)
+        deadline = time.monotonic() + 120
+        while subprocess.run(["pgrep", "-x", "dockerd"], check=False).returncode == 0:
+            assert time.monotonic() < deadline, "dockerd did not stop"
+            time.sleep(0.5)
+        subprocess.run(["scripts/provision.sh"], check=True, timeout=300)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        states = {
+            c.labels["com.docker.compose.service"]: c.attrs["State"].get("Health", {}).get("Status")
+            for c in docker.from_env().containers.list(
+                filters={"label": f"com.docker.compose.project={stack.project}"}
+            )
+        }
+        if states == {"mlflow": "healthy", "jupyter": "healthy"}:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"the stack did not come back by itself: {states}")
+    stack.up()
+    assert snapshot_of_runs(stack) == finished_runs
+
+
+def test_backup_then_destroy_then_restore_gives_back_the_same_runs(
+    docker_client, stack, finished_runs
+):
+    before = snapshot_of_runs(stack)
+    result = stack.make("backup")
+    assert result.returncode == 0, result.stderr
+    archives = sorted((stack.directory / "backups").glob("mlflow-*.tar.gz"))
+    assert archives and archives[-1].stat().st_uid == stack.uid
+    volume = f"{stack.project}_mlflow-data"
+
+    # Without a terminal or CONFIRM=1, destroy refuses and deletes nothing
+    refused = stack.make("destroy")
+    assert refused.returncode != 0 and "CONFIRM=1" in refused.stderr
+    assert docker_client.volumes.get(volume)
+
+    destroyed = stack.make("destroy", "CONFIRM=1")
+    assert destroyed.returncode == 0, destroyed.stderr
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.volumes.get(volume)
+    # destroy made a backup of its own first
+    assert len(list((stack.directory / "backups").glob("mlflow-*.tar.gz"))) == len(archives) + 1
+
+    restored = stack.make("restore", f"FILE=backups/{archives[-1].name}")
+    assert restored.returncode == 0, restored.stderr
+    stack.up()
+    assert snapshot_of_runs(stack) == before
+    assert integrity_check(stack) == "ok"
+
+
+def test_restore_of_a_damaged_archive_changes_nothing(stack, finished_runs):
+    broken = stack.directory / "backups" / "broken.tar.gz"
+    broken.parent.mkdir(exist_ok=True)
+    broken.write_bytes(b"not a backup")
+    result = stack.make("restore", "FILE=backups/broken.tar.gz")
+    assert result.returncode != 0
+    assert "not a readable backup archive" in result.stderr
+    stack.up()
+    assert snapshot_of_runs(stack) == finished_runs
+
+
+def test_down_and_clean_keep_the_mlflow_volume(docker_client, stack, finished_runs):
+    for target in ("down", "clean"):
+        result = stack.make(target)
+        assert result.returncode == 0, result.stderr
+        assert docker_client.volumes.get(f"{stack.project}_mlflow-data")
+    stack.up()
+    assert snapshot_of_runs(stack) == finished_runs
+
+
+@pytest.fixture
+def mlflow_on_volume(docker_client, built_images):
+    """Start the mlflow image on a volume of its own, as compose would (same restart policy).
+
+    Yields:
+        ``(volume, start)`` where ``start() -> Container``; both are removed afterwards.
+    """
+    volume = docker_client.volumes.create()
+    containers = []
+
+    def start():
+        container = docker_client.containers.run(
+            built_images["mlflow"],
+            detach=True,
+            volumes={volume.name: {"bind": "/data", "mode": "rw"}},
+            ports={"5000/tcp": ("127.0.0.1", None)},
+            restart_policy={"Name": "unless-stopped"},
+        )
+        containers.append(container)
+        return container
+
+    yield volume, start
+    for container in containers:
+        container.remove(force=True)
+    volume.remove(force=True)
+
+
+OLD_MLFLOW = "mlflow-skinny==2.17.2"
+OLD_STORE_SCRIPT = """
+import mlflow
+mlflow.set_tracking_uri("sqlite:////data/mlflow.db")
+mlflow.set_experiment("from-the-past")
+with mlflow.start_run(run_name="old-run") as run:
+    mlflow.log_param("alpha", "0.5")
+    mlflow.log_metric("rmse", 0.25)
+print(run.info.run_id)
+"""
+
+
+def test_a_store_from_an_older_mlflow_is_backed_up_then_migrated(docker_client, mlflow_on_volume):
+    volume, start = mlflow_on_volume
+    # The fixture: an older MLflow release writes a store with a run, from a throwaway venv in
+    # the mlflow image (whose /data gives the new volume its owner)
+    made = docker_client.containers.run(
+        image_ref("mlflow"),
+        [
+            "sh",
+            "-c",
+            f"uv venv -q /tmp/old && VIRTUAL_ENV=/tmp/old uv pip install -q '{OLD_MLFLOW}' "
+            "'sqlalchemy<2.1' alembic sqlparse && /tmp/old/bin/python -c \"$0\"",
+            OLD_STORE_SCRIPT,
+        ],
+        volumes={volume.name: {"bind": "/data", "mode": "rw"}},
+        remove=True,
+    )
+    run_id = made.decode().split()[-1]
+
+    container = start()
+    url = wait_for_health(container)
+    run = requests.get(
+        f"{url}/api/2.0/mlflow/runs/get", params={"run_id": run_id}, timeout=30
+    ).json()["run"]
+    assert run["data"]["params"] == [{"key": "alpha", "value": "0.5"}]
+    assert run["data"]["metrics"][0]["value"] == 0.25
+    logs = container.logs().decode()
+    assert "upgrading to" in logs
+    listing = container.exec_run(["ls", "/data/backups"]).output.decode().split()
+    assert len(listing) == 1 and listing[0].startswith("mlflow-")
+
+
+def test_a_store_from_a_newer_mlflow_stops_with_a_clear_message_not_a_loop(
+    docker_client, mlflow_on_volume
+):
+    volume, start = mlflow_on_volume
+    container = start()
+    wait_for_health(container)
+    container.remove(force=True)
+    # As if a newer MLflow had migrated the store to a revision this one does not know
+    docker_client.containers.run(
+        image_ref("mlflow"),
+        [
+            "python",
+            "-c",
+            "import sqlite3; db = sqlite3.connect('/data/mlflow.db'); "
+            "db.execute(\"UPDATE alembic_version SET version_num = 'ffffffffffff'\"); db.commit()",
+        ],
+        volumes={volume.name: {"bind": "/data", "mode": "rw"}},
+        remove=True,
+    )
+    container = start()
+    deadline = time.monotonic() + 60
+    while "does not know" not in container.logs().decode():
+        assert time.monotonic() < deadline, container.logs().decode()
+        time.sleep(0.5)
+    time.sleep(5)  # long enough for a restart loop to show
+    container.reload()
+    assert container.status == "running" and container.attrs["RestartCount"] == 0
+    errors = [line for line in container.logs().decode().splitlines() if "error:" in line]
+    assert "a newer MLflow migrated it" in errors[0]
+    version = container.exec_run(
+        [
+            "python",
+            "-c",
+            "import sqlite3; print(sqlite3.connect('/data/mlflow.db')"
+            ".execute('SELECT version_num FROM alembic_version').fetchone()[0])",
+        ]
+    )
+    assert version.output.decode().strip() == "ffffffffffff"
+
+
+def wait_for_health(container, deadline_seconds: float = 120) -> str:
+    """Wait until a standalone mlflow container answers /health.
+
+    Returns:
+        Its URL on the host (``http://127.0.0.1:<port>``).
+
+    Raises:
+        AssertionError: with the container's logs, when it does not answer in time.
+    """
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        container.reload()
+        bindings = container.attrs["NetworkSettings"]["Ports"].get("5000/tcp")
+        if bindings:
+            url = f"http://127.0.0.1:{bindings[0]['HostPort']}"
+            try:
+                if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                    return url
+            except requests.RequestException:
+                pass
+        time.sleep(0.5)
+    raise AssertionError(container.logs().decode()[-3000:])
