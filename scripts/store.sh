@@ -14,9 +14,13 @@ fail() {
 setting() { sed -n "s/^$1=//p" .env | tail -n 1; }
 
 backup() {
+  local user
+  user="$(setting MLSTACK_UID):$(setting MLSTACK_GID)"
   mkdir -p backups
+  # make run by root for another user (see README): the folder is that user's, like the archive
+  [ "$(id -u)" -ne 0 ] || chown "$user" backups
   # As the host user, so the archive is yours; the server's files are world-readable
-  docker compose run --rm --no-deps --user "$(setting MLSTACK_UID):$(setting MLSTACK_GID)" \
+  docker compose run --rm --no-deps --user "$user" \
     --volume "$PWD/backups:/backups" mlflow \
     python "$store" backup "/backups/mlflow-$(date -u +%Y%m%dT%H%M%SZ).tar.gz"
 }

@@ -180,7 +180,7 @@ def main(argv: list[str]) -> int:
     command = commands[argv[0]][0]
     try:
         return command(*(Path(arg) for arg in argv[1:]))
-    except StoreError as error:
+    except (StoreError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return NEEDS_A_HUMAN if command is prepare else 1
 
