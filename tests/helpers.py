@@ -42,18 +42,40 @@ def image_ref(name: str) -> str:
     return f"{settings['MLSTACK_IMAGE_PREFIX']}/{name}:{settings['MLSTACK_VERSION']}"
 
 
+# For make and git in a copy owned by another UID (the tests' non-root user): git refuses to read
+# such a repository by default, and the image labels come from git
+GIT_TRUSTS_ANY_OWNER = {
+    "GIT_CONFIG_COUNT": "1",
+    "GIT_CONFIG_KEY_0": "safe.directory",
+    "GIT_CONFIG_VALUE_0": "*",
+}
+
+
 def copy_project(destination: Path) -> Path:
-    """Copy the repo's files (tracked, and untracked but not ignored) into ``destination``.
+    """Make ``destination`` a clone of the repo with the working tree's changes on top: the
+    files a fresh clone has, plus uncommitted edits and untracked files that are not ignored.
+
+    It is a git clone, with the repo's own remote, so that the image labels scripts/build.sh
+    takes from git (revision, date, source) come out as in the repo: a build in the copy then
+    reuses the repo's images instead of rebuilding the chain with other labels.
 
     Returns:
         ``destination``, a project folder that make and compose can use like a fresh clone.
     """
+    cloned = run(["git", "clone", "--quiet", str(REPO_ROOT), str(destination)])
+    assert cloned.returncode == 0, cloned.stderr
+    origin = run(["git", "config", "--get", "remote.origin.url"]).stdout.strip()
+    remote = ["set-url", "origin", origin] if origin else ["remove", "origin"]
+    assert run(["git", "remote", *remote], cwd=destination).returncode == 0
     listed = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"])
-    assert listed.returncode == 0, listed.stderr
+    deleted = run(["git", "ls-files", "-z", "--deleted"])
+    assert listed.returncode == 0 and deleted.returncode == 0, listed.stderr + deleted.stderr
     for relative in filter(None, listed.stdout.split("\0")):
         source = REPO_ROOT / relative
         if source.is_file():
             target = destination / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
+    for relative in filter(None, deleted.stdout.split("\0")):
+        (destination / relative).unlink(missing_ok=True)
     return destination

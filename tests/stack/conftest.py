@@ -14,7 +14,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.helpers import copy_project, run
+from tests.helpers import GIT_TRUSTS_ANY_OWNER, copy_project, run
 
 
 @dataclass
@@ -77,11 +77,15 @@ def project_copy(tmp_path_factory, test_uid) -> tuple[Path, dict[str, str], str]
     project = f"mlstack-test-{secrets.token_hex(4)}"
     if os.getuid() == 0:
         subprocess.run(["chown", "-R", f"{test_uid}:{test_uid}", str(directory)], check=True)
-    env = os.environ | {
-        "COMPOSE_PROJECT_NAME": project,
-        "MLSTACK_UID": str(test_uid),
-        "MLSTACK_GID": str(test_uid),
-    }
+    env = (
+        os.environ
+        | GIT_TRUSTS_ANY_OWNER
+        | {
+            "COMPOSE_PROJECT_NAME": project,
+            "MLSTACK_UID": str(test_uid),
+            "MLSTACK_GID": str(test_uid),
+        }
+    )
     return directory, env, project
 
 

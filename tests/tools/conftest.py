@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 import docker
 import pytest
 
-from tests.helpers import copy_project, image_settings, run
+from tests.helpers import GIT_TRUSTS_ANY_OWNER, copy_project, image_settings, run
 
 # The Dev Containers CLI the tests run (npm package @devcontainers/cli)
 DEVCONTAINER_CLI_VERSION = "0.89.0"
@@ -88,7 +88,8 @@ def new_project(
         directory = copy_project(tmp_path / folder)
         if os.getuid() == 0:
             subprocess.run(["chown", "-R", f"{test_uid}:{test_uid}", str(directory)], check=True)
-        env = os.environ | {"MLSTACK_UID": str(test_uid), "MLSTACK_GID": str(test_uid)}
+        env = os.environ | GIT_TRUSTS_ANY_OWNER
+        env |= {"MLSTACK_UID": str(test_uid), "MLSTACK_GID": str(test_uid)}
         env.pop("COMPOSE_FILE", None)
         if project:
             env["COMPOSE_PROJECT_NAME"] = project
