@@ -9,6 +9,10 @@ PYTHON := $(VENV)/bin/python
 IMAGES ?=
 # Options for train.py (make train ARGS="--n-estimators 200")
 ARGS ?=
+# The model to serve (make serve MODEL=models:/wine-classifier/1, or runs:/<run id>/model)
+MODEL ?=
+# Every profile, so down and clean also stop the on-demand services (runner, serve)
+ALL_PROFILES := --profile '*'
 # The backup to restore (make restore FILE=backups/mlflow-....tar.gz)
 FILE ?=
 # Options for pytest (make test PYTEST_ARGS="-k image -x")
@@ -22,7 +26,7 @@ ifeq ($(GPU),1)
 export COMPOSE_FILE := compose.yaml:compose.gpu.yaml
 endif
 
-.PHONY: help up down build ps logs urls shell train backup restore destroy test lint format clean lock preflight init config hooks
+.PHONY: help up down build ps logs urls shell train serve backup restore destroy test lint format clean lock preflight init config hooks
 
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -38,14 +42,14 @@ up: preflight .env build ## Build if needed, start MLflow and Jupyter, wait unti
 	@scripts/up.sh
 
 down: preflight .env ## Stop and remove the containers (the MLflow data volume is kept)
-	@$(COMPOSE) --profile runner down --remove-orphans
+	@$(COMPOSE) $(ALL_PROFILES) down --remove-orphans
 	@rm -f .mlstack/urls.env
 
 build: preflight .env ## Build the images in dependency order (IMAGES="..." for some of them)
 	@scripts/build.sh $(IMAGES)
 
 ps: preflight .env ## Show the stack's containers and their health
-	@$(COMPOSE) --profile runner ps --all
+	@$(COMPOSE) $(ALL_PROFILES) ps --all
 
 logs: preflight .env ## Follow the services' logs
 	@$(COMPOSE) logs --follow --tail 100
@@ -58,6 +62,9 @@ shell: preflight .env ## Open an interactive shell in the runner container
 
 train: preflight .env ## Run train.py in the runner container (ARGS="--n-estimators 200")
 	@$(COMPOSE) run --rm bash python train.py $(ARGS)
+
+serve: preflight .env ## Serve a logged model over REST on a loopback port (MODEL=models:/<name>/<version>)
+	@scripts/serve.sh "$(MODEL)"
 
 backup: preflight .env ## Snapshot the MLflow data (runs, models, artifacts) into backups/
 	@scripts/store.sh backup
@@ -78,12 +85,12 @@ format: $(VENV)/.installed ## Format the Python code with black
 	@$(VENV)/bin/black .
 
 clean: preflight .env ## Remove containers, networks and build leftovers (never the MLflow data)
-	@$(COMPOSE) --profile runner down --remove-orphans
+	@$(COMPOSE) $(ALL_PROFILES) down --remove-orphans
 	@rm -rf .build .mlstack .pytest_cache
 	@find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
 config: preflight .env ## Print the merged compose configuration (GPU=1: with compose.gpu.yaml)
-	@$(COMPOSE) --profile runner config
+	@$(COMPOSE) $(ALL_PROFILES) config
 
 init: ## Start your own project from this one: name its images and compose project (NAME=...)
 	@scripts/init.sh "$(NAME)"

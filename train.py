@@ -102,6 +102,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="MLflow experiment (default: MLFLOW_EXPERIMENT_NAME from env/stack.env)",
     )
     parser.add_argument("--run-name", default=None, help="default: MLflow picks one")
+    parser.add_argument(
+        "--register-model",
+        metavar="NAME",
+        default=None,
+        help="also register the model in MLflow's model registry under NAME (a new version)",
+    )
     return parser.parse_args(argv)
 
 
@@ -194,7 +200,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         args: the options from :func:`parse_args`.
 
     Returns:
-        ``run_id``, ``experiment_id``, ``model_uri`` and ``metrics`` (a dict of floats in 0..1).
+        ``run_id``, ``experiment_id``, ``model_uri``, ``registered_model_uri`` (``None``
+        unless ``--register-model``) and ``metrics`` (a dict of floats in 0..1).
 
     Raises:
         mlflow.exceptions.MlflowException: when the server refuses a request.
@@ -271,6 +278,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             signature=signature,
             input_example=x_test.head(5),
             skops_trusted_types=trusted,
+            registered_model_name=args.register_model,
         )
     except BaseException:
         # Mark the run failed if the server still answers; the error itself is what matters
@@ -278,10 +286,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             mlflow.end_run(status="FAILED")
         raise
     mlflow.end_run()
+    registered = None
+    if args.register_model:
+        registered = f"models:/{args.register_model}/{model_info.registered_model_version}"
     return {
         "run_id": run.info.run_id,
         "experiment_id": run.info.experiment_id,
         "model_uri": model_info.model_uri,
+        "registered_model_uri": registered,
         "metrics": metrics,
     }
 
@@ -339,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = ", ".join(f"{name}={value:.3f}" for name, value in result["metrics"].items())
     print(f"run {result['run_id']} logged to experiment '{args.experiment}': {metrics}")
     print(f"model: {result['model_uri']}")
+    if result["registered_model_uri"]:
+        print(f"registered: {result['registered_model_uri']} (make serve MODEL=...)")
     url = run_url(result["experiment_id"], result["run_id"])
     if url:
         print(f"open: {url}")

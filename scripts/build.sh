@@ -90,7 +90,7 @@ for name in "${order[@]}"; do
     . 2>&1 >/dev/null | awk '
       # The classic builder is the only one on Engine 20.10 without buildx: drop its notice
       /^DEPRECATED: The legacy builder/ { skip = 1; next }
-      skip && /^ / { next }
+      skip && (/^ / || /^$/) { next }
       { skip = 0; print }' >&2 || {
     echo "error: building $image failed (above); behind a TLS-intercepting proxy, set EXTRA_CA_CERTS to its CA bundle (see README)" >&2
     exit 1

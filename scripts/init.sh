@@ -21,7 +21,7 @@ fi
 if [ -f .env ] && command -v docker >/dev/null && docker info >/dev/null 2>&1; then
   old="$(sed -n 's/^COMPOSE_PROJECT_NAME=//p' .env | tail -n 1)"
   if [ -n "$old" ] && [ "$old" != "$name" ] &&
-    [ -n "$(docker compose --profile runner ps --all --quiet 2>/dev/null)" ]; then
+    [ -n "$(docker compose --profile '*' ps --all --quiet 2>/dev/null)" ]; then
     echo "error: the stack of project '$old' still has containers; run 'make down' first, then 'make init NAME=$name'" >&2
     exit 1
   fi

@@ -29,6 +29,6 @@ oldest="$(printf '%s\n%s\n' "$min_compose" "$version" | sort -V | head -n 1)"
 
 # A broken .env (or a missing env/ file) is reported before anything is built or started
 cd "$(dirname "$0")/.."
-if [ -f .env ] && ! problem="$(docker compose --profile runner config --quiet 2>&1)"; then
+if [ -f .env ] && ! problem="$(docker compose --profile '*' config --quiet 2>&1)"; then
   fail "the stack's settings are invalid, fix .env or env/ (see .env.example): $(echo "$problem" | head -n 1)"
 fi

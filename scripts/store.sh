@@ -52,7 +52,7 @@ destroy() {
     [ "$answer" = yes ] || fail "destroy cancelled; nothing was deleted"
   fi
   backup
-  docker compose --profile runner down --volumes --remove-orphans
+  docker compose --profile '*' down --volumes --remove-orphans
   echo "destroy: the MLflow data of project $project is deleted; the backup above restores it"
 }
 

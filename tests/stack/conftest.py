@@ -98,6 +98,6 @@ def stack(project_copy, docker_client, built_images, test_uid) -> Stack:
         stack.up()
         yield stack
     finally:
-        stack.compose("--profile", "runner", "down", "--volumes", "--remove-orphans")
+        stack.compose("--profile", "*", "down", "--volumes", "--remove-orphans")
         left = project_resources(docker_client, project)
         assert not left, f"teardown left {left}"

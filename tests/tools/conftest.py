@@ -57,7 +57,7 @@ class Project:
 
     def down(self) -> None:
         """Remove the project's containers, network and volume (all profiles)."""
-        self.compose("--profile", "runner", "down", "--volumes", "--remove-orphans")
+        self.compose("--profile", "*", "down", "--volumes", "--remove-orphans")
 
 
 def project_resources(client: docker.DockerClient, project: str) -> list[str]:

@@ -1,0 +1,110 @@
+"""What a data scientist does after training: register and serve a model, read the job logs,
+and work in a JupyterLab that has widgets, git and a black formatter."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import mlflow
+import pytest
+import requests
+from sklearn.datasets import load_wine
+
+from tests.helpers import REPO_ROOT
+
+pytestmark = pytest.mark.stack
+
+
+def test_a_registered_model_is_served_with_the_predictions_of_the_model(stack):
+    result = stack.compose(
+        "run",
+        "--rm",
+        "bash",
+        "python",
+        "train.py",
+        "--n-estimators",
+        "25",
+        "--register-model",
+        "e2e-wine",
+    )
+    assert result.returncode == 0, result.stderr
+    model_uri = re.search(r"^registered: (models:/e2e-wine/\d+)", result.stdout, re.M)[1]
+    served = stack.make("serve", f"MODEL={model_uri}", timeout=600)
+    try:
+        assert served.returncode == 0, served.stdout + served.stderr
+        url = re.search(r"POST to (http://127\.0\.0\.1:\d+/invocations)", served.stdout)[1]
+        rows = load_wine(as_frame=True).data.iloc[::7]
+        response = requests.post(
+            url, json={"dataframe_split": rows.to_dict(orient="split")}, timeout=60
+        )
+        assert response.status_code == 200, response.text
+        mlflow.set_tracking_uri(stack.urls["mlflow"])
+        expected = mlflow.pyfunc.load_model(model_uri).predict(rows)
+        assert response.json()["predictions"] == [int(label) for label in expected]
+    finally:
+        mlflow.set_tracking_uri(None)
+        stack.compose("--profile", "serve", "rm", "--stop", "--force", "serve")
+
+
+def test_make_serve_without_a_model_says_how(stack):
+    result = stack.make("serve")
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "MODEL=models:/" in errors[0]
+
+
+def test_jobs_log_to_the_console_at_the_env_level_and_always_to_a_file(stack):
+    quiet = stack.compose(
+        "run", "--rm", "--env", "LOG_LEVEL=WARNING", "bash", "python", "train.py", "--run-name", "q"
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert "training on the wine data" not in quiet.stderr
+    log_file = stack.directory / "logs" / "jobs.log"
+    last = log_file.read_text().splitlines()[-2:]
+    assert any("INFO train: training on the wine data" in line for line in last), last
+    assert log_file.stat().st_uid == stack.uid
+    handlers = stack.compose(
+        "run",
+        "--rm",
+        "bash",
+        "python",
+        "-c",
+        "import logging; from logging_config import setup_logging; setup_logging('probe'); "
+        "print([type(h).__name__ for h in logging.getLogger().handlers])",
+    )
+    assert "RotatingFileHandler" in handlers.stdout, handlers.stderr
+    bad = stack.compose(
+        "run", "--rm", "--no-deps", "--env", "LOG_LEVEL=CHATTY", "bash", "python", "train.py"
+    )
+    assert bad.returncode == 1 and "LOG_LEVEL=CHATTY is not a logging level" in bad.stderr
+
+
+def test_jupyterlab_ships_widgets_git_and_a_black_formatter(stack):
+    extensions = stack.compose("exec", "-T", "jupyter", "jupyter", "labextension", "list")
+    # Without the terminal colours it prints even into a pipe
+    listing = re.sub(r"\x1b\[[0-9;]*m", "", extensions.stdout + extensions.stderr)
+    for name in (
+        "@jupyter-widgets/jupyterlab-manager",
+        "@jupyterlab/git",
+        "jupyterlab_code_formatter",
+    ):
+        assert re.search(rf"{re.escape(name)} v\S+ enabled", listing), name
+    base = stack.urls["jupyter"].split("/lab")[0]
+    headers = {"Authorization": f"token {stack.token()}"}
+    formatters = requests.get(
+        f"{base}/jupyterlab_code_formatter/formatters", headers=headers, timeout=30
+    )
+    assert formatters.status_code == 200, formatters.text
+    assert formatters.json()["formatters"]["black"]["enabled"] is True
+    git = requests.post(
+        f"{base}/git/show_top_level", headers=headers, json={"path": ""}, timeout=30
+    )
+    assert git.status_code == 200, git.text
+
+
+@pytest.mark.parametrize("notebook", sorted(REPO_ROOT.glob("notebooks/*.ipynb")), ids=str)
+def test_committed_notebooks_carry_no_outputs(notebook):
+    cells = json.loads(notebook.read_text())["cells"]
+    code = [cell for cell in cells if cell["cell_type"] == "code"]
+    assert code and all(not c["outputs"] and c["execution_count"] is None for c in code)
