@@ -11,8 +11,10 @@ IMAGES ?=
 ARGS ?=
 # Options for pytest (make test PYTEST_ARGS="-k image -x")
 PYTEST_ARGS ?=
+# Options for the benchmark (make bench BENCH_ARGS="--build-reps 1"; python -m bench --help)
+BENCH_ARGS ?=
 
-.PHONY: help up down build ps logs urls shell train test lint format clean lock preflight
+.PHONY: help up down build ps logs urls shell train test lint format clean lock bench preflight
 
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -62,6 +64,9 @@ clean: preflight .env ## Remove containers, networks and build leftovers (never 
 	@$(COMPOSE) --profile runner down --remove-orphans
 	@rm -rf .build .mlstack .pytest_cache
 	@find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+bench: preflight $(VENV)/.installed ## Benchmark builds, start, memory, logging against baselines (bench/results.md)
+	@$(PYTHON) -m bench $(BENCH_ARGS)
 
 lock: $(VENV)/.installed ## Re-lock the Python packages of every image (after editing a requirements.in)
 	@scripts/lock.sh
