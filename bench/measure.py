@@ -17,7 +17,15 @@ from pathlib import Path
 import requests
 from docker.models.containers import Container
 
-from bench.workspace import RUN_LABEL, SERVICES, STACK_IMAGES, BenchError, Workspace, log
+from bench.workspace import (
+    RUN_LABEL,
+    SERVICES,
+    STACK_IMAGES,
+    BenchError,
+    Workspace,
+    group_process,
+    log,
+)
 
 # The baseline of figure 4, next to this file; built with the repo root as context
 BASELINE_DOCKERFILE = "bench/baseline.Dockerfile"
@@ -69,19 +77,10 @@ def build_stack(ws: Workspace) -> tuple[float, dict[str, float]]:
     Raises:
         BenchError: the build failed, with its output's tail.
     """
-    env = ws.env()
     start = time.perf_counter()
     marks: list[tuple[str, float]] = []
     output: list[str] = []
-    with subprocess.Popen(
-        ["scripts/build.sh"],
-        cwd=ws.directory,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as process:
+    with group_process(["scripts/build.sh"], ws.directory, ws.env()) as process:
         for line in process.stdout:
             output.append(line)
             found = re.match(r"build: \S+/(\w+):", line)
@@ -359,16 +358,29 @@ def disk_usage(ws: Workspace, results: Results) -> None:
 # ---------------------------------------------------------------- the whole run
 
 
-def run_builds(ws: Workspace, results: Results, reps: int) -> None:
+def run_builds(ws: Workspace, results: Results, reps: int, deadline: float) -> None:
     """Figures 4 and 5, repetitions interleaved (stack, baseline, stack, ...) so a slow spell
     of the shared machine hits both sides; afterwards the copy's images are the stack as
-    committed, on the last fresh base."""
+    committed, on the last fresh base.
+
+    Args:
+        reps: the most cold-build pairs (and rebuilds) to run; at least one pair always runs.
+        deadline: time.perf_counter() value after which no further pair is started when the
+            last one's duration says it would end later (a loaded machine keeps the run short).
+    """
     mlflow_pin = re.search(
         r"^mlflow==(\S+)", (ws.directory / "images/mlflow/requirements.in").read_text(), re.M
     )
     if not mlflow_pin:
         raise BenchError("images/mlflow/requirements.in pins no mlflow version")
     for rep in range(reps):
+        if (
+            rep
+            and time.perf_counter() + results.cold_stack_s[-1] + results.cold_baseline_s[-1]
+            > deadline
+        ):
+            log(f"no more cold builds: another pair would overrun the time budget ({rep} done)")
+            break
         log(f"cold build of the stack's images ({rep + 1}/{reps})")
         total, per_image = cold_stack_build(ws, rep)
         results.cold_stack_s.append(total)
@@ -376,8 +388,8 @@ def run_builds(ws: Workspace, results: Results, reps: int) -> None:
         log(f"  {total:.0f} s; cold build of the single-Dockerfile baseline ({rep + 1}/{reps})")
         results.cold_baseline_s.append(cold_baseline_build(ws, rep, mlflow_pin[1]))
         log(f"  {results.cold_baseline_s[-1]:.0f} s")
-    for rep in range(reps):
-        log(f"rebuild after adding {ADDED_PACKAGE} to requirements.txt ({rep + 1}/{reps})")
+    for rep in range(len(results.cold_stack_s)):
+        log(f"rebuild after adding {ADDED_PACKAGE} to requirements.txt ({rep + 1})")
         results.rebuild_s.append(rebuild_after_adding_package(ws, rep))
         log(f"  {results.rebuild_s[-1]:.1f} s")
     # Back to the committed requirements.txt: all from the cache, the time `make up` adds

@@ -14,10 +14,13 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,23 +134,15 @@ class Workspace:
             BenchError: on a non-zero exit or a timeout (seconds), with the output's tail.
         """
         start = time.perf_counter()
-        try:
-            result = subprocess.run(
-                args,
-                cwd=self.directory,
-                env=self.env(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as error:
-            raise BenchError(f"{' '.join(args)} took over {timeout:.0f} s") from error
+        with group_process(args, self.directory, self.env()) as process:
+            try:
+                output, _ = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired as error:
+                raise BenchError(f"{' '.join(args)} took over {timeout:.0f} s") from error
         elapsed = time.perf_counter() - start
-        if result.returncode != 0:
-            raise BenchError(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}")
-        return elapsed, result.stdout
+        if process.returncode != 0:
+            raise BenchError(f"{' '.join(args)} failed:\n{output[-3000:]}")
+        return elapsed, output
 
     def compose(self, *args: str, timeout: float = 600) -> tuple[float, str]:
         """``docker compose <args>`` in the copy, timed (see ``run``)."""
@@ -203,27 +198,81 @@ class Workspace:
         return problems
 
     def _remove_images(self) -> list[str]:
-        """Untag every ``<prefix>/...`` image, then delete the built image IDs; children before
-        parents, so a few passes, since a parent with children cannot go first."""
-        for image in self.client.images.list():
-            own_tags = [tag for tag in image.tags if tag.startswith(f"{self.prefix}/")]
-            if own_tags:
-                self.image_ids.add(image.id)
-            for tag in own_tags:
-                _attempt(f"tag {tag}", self.client.images.remove, tag)
-        left = set(self.image_ids)
-        for _ in range(len(STACK_IMAGES) + 2):
-            for image_id in sorted(left):
-                try:
-                    self.client.images.remove(image_id, force=True)
-                    left.discard(image_id)
-                except docker.errors.ImageNotFound:
-                    left.discard(image_id)
-                except docker.errors.APIError:
-                    pass  # still has children: removed on a later pass
-            if not left:
+        """Delete every image built in this run, newest (children) first: those tagged
+        ``<prefix>/...`` and every image, intermediate ones included, that inherited the run's
+        label from a fresh base (``fresh_base``), also after an interrupted build."""
+        return remove_run_images(self.client, self.run_id, self.prefix, self.image_ids)
+
+
+def remove_run_images(
+    client: docker.DockerClient, run_id: str, prefix: str, known: set[str] = frozenset()
+) -> list[str]:
+    """Remove the images of one benchmark run (see ``Workspace._remove_images``); never raises.
+
+    Returns:
+        One line per image that could not be removed.
+    """
+    ours: dict[str, int] = {}
+    # The raw list (one request) has each image's labels and creation time in seconds
+    for image in client.api.images(all=True):
+        labels = image.get("Labels") or {}
+        tagged = any(tag.startswith(f"{prefix}/") for tag in image.get("RepoTags") or [])
+        if tagged or image["Id"] in known or labels.get(RUN_LABEL, "").startswith(f"{run_id}-"):
+            ours[image["Id"]] = image.get("Created", 0)
+    # Children first; images made in the same second may still come in the wrong order, so a
+    # refused removal ("has dependent child images") is retried in the next pass
+    left = sorted(ours, key=ours.get, reverse=True)
+    problems: dict[str, str] = {}
+    for _ in range(5):
+        problems = {}
+        for image_id in left:
+            try:
+                client.images.remove(image_id, force=True)
+            except docker.errors.ImageNotFound:
+                pass  # went with a child removed before it
+            except docker.errors.APIError as error:
+                problems[image_id] = f"image {image_id[:19]}: {error.explanation or error}"
+        left = list(problems)
+        if not left:
+            break
+    return list(problems.values())
+
+
+@contextmanager
+def group_process(args: list[str], cwd: Path, env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """Start a command in a process group of its own, stdout and stderr together as text on
+    ``.stdout``, no stdin (so `docker compose run` allocates no terminal).
+
+    If the caller's block raises (a timeout, Ctrl-C, SIGTERM), the whole group is stopped, so
+    no `docker build` or `docker compose` started by a script keeps running past the cleanup.
+    """
+    process = subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    except BaseException:
+        for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(process.pid, sig)
+                process.wait(timeout=grace)
                 break
-        return [f"image {image_id[:19]} is still there" for image_id in sorted(left)]
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        raise
+    finally:
+        if process.stdout:
+            process.stdout.close()
+        process.wait()
 
 
 def _attempt(what: str, action, *args, **kwargs) -> list[str]:
