@@ -17,6 +17,8 @@ ALL_PROFILES := --profile '*'
 FILE ?=
 # Options for pytest (make test PYTEST_ARGS="-k image -x")
 PYTEST_ARGS ?=
+# Options for the benchmark (make bench BENCH_ARGS="--build-reps 1"; python -m bench --help)
+BENCH_ARGS ?=
 # Your project's name, for make init (make init NAME=churn-model)
 NAME ?=
 # GPU=1 adds compose.gpu.yaml (NVIDIA GPUs for jupyter and bash) to every compose call, the
@@ -26,7 +28,7 @@ ifeq ($(GPU),1)
 export COMPOSE_FILE := compose.yaml:compose.gpu.yaml
 endif
 
-.PHONY: help up down build ps logs urls shell train serve backup restore destroy test lint format clean lock preflight init config hooks
+.PHONY: help up down build ps logs urls shell train serve backup restore destroy test lint format clean lock bench preflight init config hooks
 
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -97,6 +99,9 @@ init: ## Start your own project from this one: name its images and compose proje
 
 hooks: $(VENV)/.installed ## Install the pre-commit git hook (black, hadolint, shellcheck, yamllint, ...)
 	@$(VENV)/bin/pre-commit install
+
+bench: preflight $(VENV)/.installed ## Benchmark builds, start, memory, logging against baselines (bench/results.md)
+	@$(PYTHON) -m bench $(BENCH_ARGS)
 
 lock: $(VENV)/.installed ## Re-lock the Python packages of every image (after editing a requirements.in)
 	@scripts/lock.sh

@@ -1,0 +1,1 @@
+"""`make bench`: the stack's speed, memory and size measured against the usual alternatives."""

@@ -1,0 +1,318 @@
+"""The table of `make bench`: figures, baselines, ratios and targets from one run's Results,
+the machine it ran on, and the measured breakdowns that explain the figures (Markdown)."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from bench.measure import ADDED_PACKAGE, Results
+
+
+@dataclass
+class Row:
+    """One line of the table; text cells, already formatted."""
+
+    number: int
+    figure: str
+    stack: str
+    baseline: str
+    ratio: str
+    target: str
+    met: str
+
+
+def median(values: list[float]) -> float | None:
+    """The median, or None for no values."""
+    return statistics.median(values) if values else None
+
+
+def p95(values: list[float]) -> float | None:
+    """The 95th percentile (inclusive method), or None for fewer than two values."""
+    return statistics.quantiles(values, n=20, method="inclusive")[-1] if len(values) > 1 else None
+
+
+def seconds(value: float | None) -> str:
+    """``12.3 s``, or ``—`` when not measured."""
+    return "—" if value is None else f"{value:.1f} s"
+
+
+def millis(value: float | None) -> str:
+    """A duration given in seconds as ``7.9 ms``, or ``—``."""
+    return "—" if value is None else f"{value * 1000:.1f} ms"
+
+
+def size(value: float | None) -> str:
+    """Bytes as decimal GB (``1.23 GB``) or MB, or ``—``."""
+    if value is None:
+        return "—"
+    return f"{value / 1e9:.2f} GB" if value >= 1e9 else f"{value / 1e6:.0f} MB"
+
+
+def ratio(stack: float | None, baseline: float | None) -> float | None:
+    """stack / baseline, or None when either is missing."""
+    return stack / baseline if stack is not None and baseline else None
+
+
+def verdict(met: bool | None) -> str:
+    """``yes`` / ``**no**`` / ``—`` (not measured)."""
+    return "—" if met is None else ("yes" if met else "**no**")
+
+
+def throughput(logging: dict) -> float | None:
+    """Median metrics per second of the log_batch calls of one probe result."""
+    batch = median(logging.get("log_batch_s", []))
+    return logging["batch_size"] / batch if batch else None
+
+
+def rows(r: Results) -> list[Row]:
+    """The table's rows, one per figure of the issue, computed within this one run."""
+    table = []
+
+    stack_p50, stack_p95 = median(r.stack_logging.get("log_metric_s", [])), p95(
+        r.stack_logging.get("log_metric_s", [])
+    )
+    base_p50, base_p95 = median(r.default_logging.get("log_metric_s", [])), p95(
+        r.default_logging.get("log_metric_s", [])
+    )
+    q50, q95 = ratio(stack_p50, base_p50), ratio(stack_p95, base_p95)
+    table.append(
+        Row(
+            1,
+            f"sync `log_metric` latency from the runner, p50 / p95 "
+            f"({len(r.stack_logging.get('log_metric_s', [])):,} calls)",
+            f"{millis(stack_p50)} / {millis(stack_p95)}",
+            f"{millis(base_p50)} / {millis(base_p95)}",
+            "—" if q50 is None else f"{q50:.2f} / {q95:.2f}",
+            "p50 ≤ 0.12 × baseline",
+            verdict(None if q50 is None else q50 <= 0.12),
+        )
+    )
+
+    stack_tp, base_tp = throughput(r.stack_logging), throughput(r.default_logging)
+    table.append(
+        Row(
+            2,
+            "`log_batch` throughput, batches of 1,000 metrics",
+            "—" if stack_tp is None else f"{stack_tp:,.0f} metrics/s",
+            "—" if base_tp is None else f"{base_tp:,.0f} metrics/s",
+            _ratio_text(ratio(stack_tp, base_tp)),
+            "≥ 10,000 metrics/s",
+            verdict(None if stack_tp is None else stack_tp >= 10_000),
+        )
+    )
+
+    stack_rss = sum(r.stack_rss_bytes.values()) if r.stack_rss_bytes else None
+    q = ratio(stack_rss, r.default_rss_bytes)
+    table.append(
+        Row(
+            3,
+            "idle RSS of the stack (mlflow + jupyter)",
+            size(stack_rss),
+            f"{size(r.default_rss_bytes)} (default `mlflow server`)",
+            _ratio_text(q),
+            "≤ 0.3 × baseline",
+            verdict(None if q is None else q <= 0.3),
+        )
+    )
+
+    cold, base_cold = median(r.cold_stack_s), median(r.cold_baseline_s)
+    q = ratio(cold, base_cold)
+    table.append(
+        Row(
+            4,
+            "cold build of every image on top of Debian",
+            seconds(cold),
+            f"{seconds(base_cold)} (one pip Dockerfile)",
+            _ratio_text(q),
+            "≤ 0.3 × baseline",
+            verdict(None if q is None else q <= 0.3),
+        )
+    )
+
+    rebuild = median(r.rebuild_s)
+    q = ratio(rebuild, cold)
+    table.append(
+        Row(
+            5,
+            "rebuild after adding one package to `requirements.txt`",
+            seconds(rebuild),
+            f"{seconds(cold)} (cold build)",
+            _ratio_text(q),
+            "≤ 0.1 × cold build",
+            verdict(None if q is None else q <= 0.1),
+        )
+    )
+
+    up, alone = median(r.make_up_s), median(r.server_start_s)
+    table.append(
+        Row(
+            6,
+            "`make up`, images built, until all healthy",
+            seconds(up),
+            f"{seconds(alone)} (`mlflow server` start to `/health` ok)",
+            _ratio_text(ratio(up, alone)),
+            "≤ baseline + 2 s",
+            verdict(None if up is None or alone is None else up <= alone + 2),
+        )
+    )
+
+    compose_run, docker_run = median(r.compose_run_s), median(r.docker_run_s)
+    q = ratio(compose_run, docker_run)
+    table.append(
+        Row(
+            7,
+            "`docker compose run --rm bash python -c pass`",
+            seconds(compose_run),
+            f"{seconds(docker_run)} (`docker run --rm`)",
+            _ratio_text(q),
+            "≤ 1.3 × baseline",
+            verdict(None if q is None else q <= 1.3),
+        )
+    )
+
+    largest = max(r.image_bytes.values()) if r.image_bytes else None
+    q = ratio(r.unique_bytes, largest)
+    table.append(
+        Row(
+            8,
+            "disk: all images, shared layers counted once",
+            size(r.unique_bytes),
+            f"{size(largest)} (largest image)",
+            _ratio_text(q),
+            "≤ 1.3 × baseline",
+            verdict(None if q is None else q <= 1.3),
+        )
+    )
+
+    answer = median(r.kernel.get("kernel_answer_s", []))
+    table.append(
+        Row(
+            9,
+            "Jupyter: `POST /api/kernels` to `1+1` answered",
+            seconds(answer),
+            "—",
+            "—",
+            "report",
+            "—",
+        )
+    )
+    for row in table:
+        if row.number in r.errors and row.met == "—" and row.target != "report":
+            row.met = "error"
+    return table
+
+
+def _ratio_text(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def table_markdown(table: list[Row]) -> str:
+    """The rows as a Markdown table."""
+    lines = [
+        "| # | figure | stack | baseline (same run) | ratio | target | met? |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in table:
+        cells = [
+            str(row.number),
+            row.figure,
+            row.stack,
+            row.baseline,
+            row.ratio,
+            row.target,
+            row.met,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def breakdown_markdown(r: Results) -> str:
+    """The measured breakdowns behind the figures, as a Markdown list (medians of the run)."""
+    items = []
+    for name, logging in (("stack", r.stack_logging), ("default server", r.default_logging)):
+        if logging:
+            items.append(
+                f"1. {name}: p50 of a bare `GET /health` {millis(median(logging['health_s']))}, "
+                f"of the log-metric request sent with plain requests "
+                f"{millis(median(logging['raw_log_metric_s']))}, of `mlflow.log_metric` "
+                f"{millis(median(logging['log_metric_s']))}; log_batch p50 "
+                f"{millis(median(logging['log_batch_s']))} per 1,000 metrics"
+            )
+    if r.stack_rss_bytes:
+        parts = ", ".join(f"{name} {size(value)}" for name, value in r.stack_rss_bytes.items())
+        items.append(f"3. idle RSS per container: {parts}")
+    if r.cold_stack_images_s:
+        names = r.cold_stack_images_s[0].keys()
+        parts = ", ".join(
+            f"{name} {seconds(median([rep[name] for rep in r.cold_stack_images_s]))}"
+            for name in names
+        )
+        items.append(f"4. cold build per image (scripts/build.sh, in order): {parts}")
+    if r.build_noop_s is not None:
+        items.append(
+            f"5. `scripts/build.sh` with nothing changed: {seconds(r.build_noop_s)} "
+            f"(the added package: `{ADDED_PACKAGE}`)"
+        )
+    if r.make_up_profiles:
+        keys = r.make_up_profiles[0].keys()
+        parts = ", ".join(
+            f"{key} +{median([p[key] for p in r.make_up_profiles if key in p]):.1f} s"
+            for key in keys
+        )
+        items.append(f"6. `make up` timeline (seconds after make started): {parts}")
+    if r.server_start_profiles:
+        keys = r.server_start_profiles[0].keys()
+        parts = ", ".join(
+            f"{key} +{median([p[key] for p in r.server_start_profiles if key in p]):.1f} s"
+            for key in keys
+        )
+        items.append(f"6. `mlflow server` alone (seconds after `docker start`): {parts}")
+    if r.make_up_first_s is not None:
+        items.append(f"6. first `make up` (creates the database): {seconds(r.make_up_first_s)}")
+    if r.default_server_start_s is not None:
+        items.append(
+            f"6. default `mlflow server` (4 workers, jobs on), fresh store: /health ok after "
+            f"{seconds(r.default_server_start_s)}"
+        )
+    if r.image_bytes:
+        parts = ", ".join(
+            f"{name} {size(r.image_bytes[name])} ({size(r.own_bytes[name])} its own)"
+            for name in r.image_bytes
+        )
+        items.append(f"8. image sizes: {parts}")
+        parts = "; ".join(
+            f"{size(nbytes)} {name}: `{_short(created_by)}`"
+            for name, nbytes, created_by in r.biggest_layers
+        )
+        items.append(f"8. biggest layers: {parts}")
+    if r.kernel:
+        items.append(
+            f"9. `POST /api/kernels` answered after {millis(median(r.kernel['post_s']))}; "
+            f"`1+1` answered after {seconds(median(r.kernel['kernel_answer_s']))} "
+            f"(runs: {', '.join(f'{v:.2f}' for v in r.kernel['kernel_answer_s'])} s)"
+        )
+    for number, error in sorted(r.errors.items()):
+        items.append(f"{number}. error: {error}")
+    return "\n".join(f"- {item}" for item in items)
+
+
+def _short(instruction: str) -> str:
+    """A Dockerfile instruction from an image history, without the builder's prefix, cut short."""
+    if not instruction:
+        return "(imported Debian root file system)"
+    text = instruction.replace("/bin/bash -o pipefail -c ", "").replace("/bin/sh -c ", "")
+    text = text.replace("#(nop) ", "").replace("|", "/").strip()
+    return text if len(text) <= 70 else text[:67] + "..."
+
+
+def document(r: Results, machine: dict[str, str], settings: str) -> str:
+    """The whole results file: what ran where, the table, the breakdowns."""
+    about = ", ".join(f"{key} {value}" for key, value in machine.items())
+    return (
+        "# mlstack benchmark results\n\n"
+        f"Written by `make bench`. Machine: {about}. {settings}\n\n"
+        f"{table_markdown(rows(r))}\n\n"
+        "Where the time and bytes go (measured in the same run):\n\n"
+        f"{breakdown_markdown(r)}\n"
+    )

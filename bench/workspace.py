@@ -1,0 +1,286 @@
+"""The benchmark's private workspace: a temporary copy of the project, its own compose project
+and image names, the commands run in it, and the removal of everything it created.
+
+Nothing here touches the user's images, containers or files: images are built under a prefix of
+their own (``<MLSTACK_IMAGE_PREFIX>-bench-<run id>``), the stack runs under a compose project of
+its own (``<COMPOSE_PROJECT_NAME or folder>-bench-<run id>``), and every container or volume
+made with the docker SDK carries the label ``mlstack.bench.run=<run id>``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import docker.errors
+from dotenv import dotenv_values
+
+from tests.helpers import REPO_ROOT, copy_project, image_settings
+
+# On every container and volume the benchmark creates with the SDK, so cleanup finds them
+RUN_LABEL = "mlstack.bench.run"
+# The stack's images in build order (scripts/build.sh), and the services `make up` starts
+STACK_IMAGES = ("base", "science", "jupyter", "bash", "mlflow")
+SERVICES = ("mlflow", "jupyter")
+
+
+class BenchError(RuntimeError):
+    """A step of the benchmark could not run (a build failed, a service never got healthy)."""
+
+
+def log(message: str) -> None:
+    """One progress line on stderr, with the wall-clock time."""
+    print(f"bench [{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Workspace:
+    """What one benchmark run owns.
+
+    Attributes:
+        client: Docker SDK client (DOCKER_HOST or the default socket).
+        run_id: 6 hex digits naming everything this run creates.
+        directory: the temporary project copy (tracked and untracked-not-ignored files).
+        project: its compose project name.
+        prefix: the image prefix of the images built here.
+        version: MLSTACK_VERSION (env/images.env, or the environment).
+        debian_image: BASE_IMAGE, the Debian image under base (env/images.env or environment).
+        base_image: the Debian image the copy's stack images are built on (set by the builds).
+        extra_ca: EXTRA_CA_CERTS from the environment or the project's .env ("" when unset).
+        image_ids: IDs of every image built here, removed at the end.
+    """
+
+    client: docker.DockerClient
+    run_id: str
+    directory: Path
+    project: str
+    prefix: str
+    version: str
+    debian_image: str
+    extra_ca: str
+    base_image: str = ""
+    image_ids: set[str] = field(default_factory=set)
+
+    @classmethod
+    def create(cls, client: docker.DockerClient) -> Workspace:
+        """Copy the project into a new temporary folder and name this run's resources.
+
+        The image settings come from env/images.env overridden by the environment (as the
+        scripts read them); the compose project name from COMPOSE_PROJECT_NAME, else the repo
+        folder's name; EXTRA_CA_CERTS from the environment, else the project's .env.
+        """
+        run_id = secrets.token_hex(3)
+        settings = image_settings()
+        folder = re.sub(r"[^a-z0-9_-]", "-", REPO_ROOT.name.lower())
+        project = f"{os.environ.get('COMPOSE_PROJECT_NAME') or folder}-bench-{run_id}"
+        extra_ca = os.environ.get("EXTRA_CA_CERTS", "")
+        if not extra_ca and (REPO_ROOT / ".env").is_file():
+            extra_ca = dotenv_values(REPO_ROOT / ".env").get("EXTRA_CA_CERTS") or ""
+        directory = Path(tempfile.mkdtemp(prefix=f"mlstack-bench-{run_id}-"))
+        copy_project(directory)
+        return cls(
+            client=client,
+            run_id=run_id,
+            directory=directory,
+            project=project,
+            prefix=f"{settings['MLSTACK_IMAGE_PREFIX']}-bench-{run_id}",
+            version=settings["MLSTACK_VERSION"],
+            debian_image=settings["BASE_IMAGE"],
+            extra_ca=extra_ca,
+        )
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Labels for the containers and volumes this run creates with the SDK."""
+        return {RUN_LABEL: self.run_id}
+
+    def image(self, name: str) -> str:
+        """The reference of one of the stack images built here, e.g. ``mlstack-bench-ab12cd/bash:0.1.0``."""
+        return f"{self.prefix}/{name}:{self.version}"
+
+    def env(self) -> dict[str, str]:
+        """The environment for make, the scripts and docker compose in the copy: this run's
+        compose project, image prefix and base image; the caller's environment otherwise."""
+        env = os.environ | {
+            "COMPOSE_PROJECT_NAME": self.project,
+            "MLSTACK_IMAGE_PREFIX": self.prefix,
+        }
+        if self.base_image:
+            env["BASE_IMAGE"] = self.base_image
+        if self.extra_ca:
+            env["EXTRA_CA_CERTS"] = self.extra_ca
+        return env
+
+    def run(self, args: list[str], timeout: float = 1200) -> tuple[float, str]:
+        """Run a command in the copy and time it.
+
+        Returns:
+            Wall-clock seconds, and the command's output (stdout and stderr together).
+
+        Raises:
+            BenchError: on a non-zero exit or a timeout (seconds), with the output's tail.
+        """
+        start = time.perf_counter()
+        with group_process(args, self.directory, self.env()) as process:
+            try:
+                output, _ = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired as error:
+                raise BenchError(f"{' '.join(args)} took over {timeout:.0f} s") from error
+        elapsed = time.perf_counter() - start
+        if process.returncode != 0:
+            raise BenchError(f"{' '.join(args)} failed:\n{output[-3000:]}")
+        return elapsed, output
+
+    def compose(self, *args: str, timeout: float = 600) -> tuple[float, str]:
+        """``docker compose <args>`` in the copy, timed (see ``run``)."""
+        return self.run(["docker", "compose", *args], timeout=timeout)
+
+    def fresh_base(self, purpose: str) -> str:
+        """A new image ID for the Debian base (BASE_IMAGE plus one label, no layer), so that
+        nothing built on it can hit the classic builder's layer cache: the cache matches on the
+        parent image's ID, and no earlier build has this parent.
+
+        Returns:
+            Its tag, ``<prefix>/debian:<purpose>``.
+        """
+        tag = f"{self.prefix}/debian:{purpose}"
+        dockerfile = f"FROM {self.debian_image}\nLABEL {RUN_LABEL}={self.run_id}-{purpose}\n"
+        image, _ = self.client.images.build(
+            fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True
+        )
+        self.image_ids.add(image.id)
+        return tag
+
+    def record_images(self, *refs: str) -> None:
+        """Remember the current IDs of these tags, for removal at the end."""
+        for ref in refs:
+            self.image_ids.add(self.client.images.get(ref).id)
+
+    def cleanup(self) -> list[str]:
+        """Remove everything this run created: the compose project's containers, networks and
+        volumes, the SDK-made containers and volumes, every image built, the project copy.
+        Never raises; an error is returned instead.
+
+        Returns:
+            What could not be removed, one line each (empty when all is gone).
+        """
+        problems: list[str] = []
+        if (self.directory / ".env").is_file():
+            try:
+                self.compose("--profile", "runner", "down", "--volumes", "--remove-orphans")
+            except BenchError as error:
+                problems.append(str(error).splitlines()[0])
+        project_label = f"com.docker.compose.project={self.project}"
+        run_label = f"{RUN_LABEL}={self.run_id}"
+        for label in (run_label, project_label):
+            for container in self.client.containers.list(all=True, filters={"label": label}):
+                problems += _attempt(f"container {container.name}", container.remove, force=True)
+        for label in (run_label, project_label):
+            for volume in self.client.volumes.list(filters={"label": label}):
+                problems += _attempt(f"volume {volume.name}", volume.remove, force=True)
+        for network in self.client.networks.list(filters={"label": project_label}):
+            problems += _attempt(f"network {network.name}", network.remove)
+        problems += self._remove_images()
+        shutil.rmtree(self.directory, ignore_errors=True)
+        return problems
+
+    def _remove_images(self) -> list[str]:
+        """Delete every image built in this run, newest (children) first: those tagged
+        ``<prefix>/...`` and every image, intermediate ones included, that inherited the run's
+        label from a fresh base (``fresh_base``), also after an interrupted build."""
+        return remove_run_images(self.client, self.run_id, self.prefix, self.image_ids)
+
+
+def remove_run_images(
+    client: docker.DockerClient, run_id: str, prefix: str, known: set[str] = frozenset()
+) -> list[str]:
+    """Remove the images of one benchmark run (see ``Workspace._remove_images``); never raises.
+
+    Returns:
+        One line per image that could not be removed.
+    """
+    ours: dict[str, int] = {}
+    # The raw list (one request) has each image's labels and creation time in seconds
+    for image in client.api.images(all=True):
+        labels = image.get("Labels") or {}
+        tagged = any(tag.startswith(f"{prefix}/") for tag in image.get("RepoTags") or [])
+        if tagged or image["Id"] in known or labels.get(RUN_LABEL, "").startswith(f"{run_id}-"):
+            ours[image["Id"]] = image.get("Created", 0)
+    # Children first; images made in the same second may still come in the wrong order, so a
+    # refused removal ("has dependent child images") is retried in the next pass
+    left = sorted(ours, key=ours.get, reverse=True)
+    problems: dict[str, str] = {}
+    for _ in range(5):
+        problems = {}
+        for image_id in left:
+            try:
+                client.images.remove(image_id, force=True)
+            except docker.errors.ImageNotFound:
+                pass  # went with a child removed before it
+            except docker.errors.APIError as error:
+                problems[image_id] = f"image {image_id[:19]}: {error.explanation or error}"
+        left = list(problems)
+        if not left:
+            break
+    return list(problems.values())
+
+
+@contextmanager
+def group_process(args: list[str], cwd: Path, env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """Start a command in a process group of its own, stdout and stderr together as text on
+    ``.stdout``, no stdin (so `docker compose run` allocates no terminal).
+
+    If the caller's block raises (a timeout, Ctrl-C, SIGTERM), the whole group is stopped, so
+    no `docker build` or `docker compose` started by a script keeps running past the cleanup.
+    """
+    process = subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    except BaseException:
+        for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(process.pid, sig)
+                process.wait(timeout=grace)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        raise
+    finally:
+        if process.stdout:
+            process.stdout.close()
+        process.wait()
+
+
+def _attempt(what: str, action, *args, **kwargs) -> list[str]:
+    """Call ``action``; return [] or a one-line description of why it failed."""
+    try:
+        action(*args, **kwargs)
+    except docker.errors.NotFound:
+        return []
+    except docker.errors.APIError as error:
+        return [f"{what}: {error.explanation or error}"]
+    return []
