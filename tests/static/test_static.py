@@ -38,7 +38,11 @@ def test_every_image_has_a_dockerfile():
     assert sorted(p.parent.name for p in DOCKERFILES) == sorted(IMAGE_NAMES)
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+@pytest.mark.parametrize(
+    "dockerfile",
+    [*DOCKERFILES, *REPO_ROOT.glob("bench/*.Dockerfile")],
+    ids=lambda p: str(p.relative_to(REPO_ROOT)),
+)
 def test_dockerfile_passes_hadolint(dockerfile: Path):
     result = run([str(BIN / "hadolint"), "--no-color", str(dockerfile)])
     assert result.returncode == 0, result.stdout + result.stderr
