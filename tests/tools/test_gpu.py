@@ -42,6 +42,7 @@ def test_make_with_gpu_1_reserves_nvidia_gpus_for_jupyter_and_bash_only(project)
         "jupyter": NVIDIA_GPUS,
         "bash": NVIDIA_GPUS,
         "mlflow": None,
+        "serve": None,
     }
 
 
@@ -62,7 +63,9 @@ def test_compose_file_in_env_enables_the_gpu_override_for_plain_compose(project)
 def test_containers_are_created_with_an_nvidia_device_request(project, built_images, docker_client):
     # Created, not started: starting needs the NVIDIA runtime (absent here, so Docker would
     # refuse with 'could not select device driver "nvidia"')
-    result = project.compose("-f", "compose.yaml", "-f", "compose.gpu.yaml", "create", "jupyter")
+    result = project.compose(
+        "-f", "compose.yaml", "-f", "compose.gpu.yaml", "create", "jupyter", "mlflow"
+    )
     assert result.returncode == 0, result.stderr
     label = {"label": f"com.docker.compose.project={project.name}"}
     containers = docker_client.containers.list(all=True, filters=label)
