@@ -227,6 +227,13 @@ def table_markdown(table: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def timeline(profiles: list[dict[str, float]]) -> str:
+    """Events of repeated start-ups as ``event +<median seconds> s``, in the first one's order."""
+    return ", ".join(
+        f"{key} +{median([p[key] for p in profiles if key in p]):.1f} s" for key in profiles[0]
+    )
+
+
 def breakdown_markdown(r: Results) -> str:
     """The measured breakdowns behind the figures, as a Markdown list (medians of the run)."""
     items = []
@@ -255,18 +262,10 @@ def breakdown_markdown(r: Results) -> str:
             f"(the added package: `{ADDED_PACKAGE}`)"
         )
     if r.make_up_profiles:
-        keys = r.make_up_profiles[0].keys()
-        parts = ", ".join(
-            f"{key} +{median([p[key] for p in r.make_up_profiles if key in p]):.1f} s"
-            for key in keys
-        )
+        parts = timeline(r.make_up_profiles)
         items.append(f"6. `make up` timeline (seconds after make started): {parts}")
     if r.server_start_profiles:
-        keys = r.server_start_profiles[0].keys()
-        parts = ", ".join(
-            f"{key} +{median([p[key] for p in r.server_start_profiles if key in p]):.1f} s"
-            for key in keys
-        )
+        parts = timeline(r.server_start_profiles)
         items.append(f"6. `mlflow server` alone (seconds after `docker start`): {parts}")
     if r.make_up_first_s is not None:
         items.append(f"6. first `make up` (creates the database): {seconds(r.make_up_first_s)}")
