@@ -16,6 +16,8 @@ import requests
 from mlflow.tracking import MlflowClient
 from sklearn.datasets import load_wine
 
+from tests.helpers import run
+
 pytestmark = pytest.mark.stack
 
 
@@ -188,6 +190,21 @@ def test_files_created_in_the_project_folder_belong_to_the_host_user(stack):
     for name in ("created-by-bash.txt", "created-by-jupyter.txt"):
         info = (stack.directory / name).stat()
         assert (info.st_uid, info.st_gid) == (stack.uid, stack.uid), name
+
+
+def test_make_up_names_a_service_that_is_not_healthy_in_time_and_shows_its_logs(stack):
+    assert stack.make("down").returncode == 0
+    # One second is too short for either server to become healthy
+    result = run(
+        ["make", "--no-print-directory", "up"],
+        stack.directory,
+        stack.env | {"MLSTACK_UP_TIMEOUT": "1"},
+    )
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: service ")]
+    assert errors and all("is not healthy" in line for line in errors), result.stderr
+    assert "---- last logs of" in result.stderr
+    stack.up()
 
 
 def test_runs_survive_make_down_and_make_up(docker_client, stack, training_run):

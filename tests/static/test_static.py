@@ -84,6 +84,20 @@ def test_github_workflow_passes_actionlint(workflow: Path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_github_workflow_matches_the_workflow_schema(workflow: Path):
+    # Runs everywhere (the schema ships with check-jsonschema); actionlint above checks more
+    result = run(
+        [
+            str(BIN / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.github-workflows",
+            str(workflow),
+        ]
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_pre_commit_config_is_valid():
     result = run([str(BIN / "pre-commit"), "validate-config", ".pre-commit-config.yaml"])
     assert result.returncode == 0, result.stdout + result.stderr
