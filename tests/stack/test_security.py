@@ -79,14 +79,14 @@ def test_mlflow_refuses_foreign_hosts_and_cross_origin_writes(stack):
     search = f"{url}/api/2.0/mlflow/experiments/search"
     # DNS rebinding: a page of another site reaching the port under its own name
     foreign = requests.get(
-        search, params={"max_results": 1}, headers={"Host": "evil.example"}, timeout=10
+        search, params={"max_results": 1}, headers={"Host": "attacker.example.com"}, timeout=10
     )
     assert foreign.status_code == 403
     create = f"{url}/api/2.0/mlflow/experiments/create"
     cross = requests.post(
         create,
         json={"name": "from-another-site"},
-        headers={"Origin": "http://evil.example"},
+        headers={"Origin": "http://attacker.example.com"},
         timeout=10,
     )
     assert cross.status_code == 403
