@@ -369,10 +369,10 @@ def run_builds(ws: Workspace, results: Results, reps: int, deadline: float) -> N
             last one's duration says it would end later (a loaded machine keeps the run short).
     """
     mlflow_pin = re.search(
-        r"^mlflow==(\S+)", (ws.directory / "images/mlflow/requirements.in").read_text(), re.M
+        r"^mlflow==(\S+)", (ws.directory / "images/mlflow/requirements.lock").read_text(), re.M
     )
     if not mlflow_pin:
-        raise BenchError("images/mlflow/requirements.in pins no mlflow version")
+        raise BenchError("images/mlflow/requirements.lock pins no mlflow version")
     for rep in range(reps):
         if (
             rep
