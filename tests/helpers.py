@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import docker
 from dotenv import dotenv_values
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -79,3 +80,13 @@ def copy_project(destination: Path) -> Path:
     for relative in filter(None, deleted.stdout.split("\0")):
         (destination / relative).unlink(missing_ok=True)
     return destination
+
+
+def project_resources(client: docker.DockerClient, project: str) -> list[str]:
+    """Names of the containers, volumes and networks that belong to a compose project."""
+    label = {"label": f"com.docker.compose.project={project}"}
+    return [
+        *(c.name for c in client.containers.list(all=True, filters=label)),
+        *(v.name for v in client.volumes.list(filters=label)),
+        *(n.name for n in client.networks.list(filters=label)),
+    ]

@@ -14,7 +14,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.helpers import GIT_TRUSTS_ANY_OWNER, copy_project, run
+from tests.helpers import GIT_TRUSTS_ANY_OWNER, copy_project, project_resources, run
 
 
 @dataclass
@@ -58,16 +58,6 @@ class Stack:
     def token(self) -> str:
         """The Jupyter token make wrote into this project's .env."""
         return re.search(r"^JUPYTER_TOKEN=(\S+)$", (self.directory / ".env").read_text(), re.M)[1]
-
-
-def project_resources(client: docker.DockerClient, project: str) -> list[str]:
-    """Names of the containers, volumes and networks that belong to a compose project."""
-    label = {"label": f"com.docker.compose.project={project}"}
-    return [
-        *(c.name for c in client.containers.list(all=True, filters=label)),
-        *(v.name for v in client.volumes.list(filters=label)),
-        *(n.name for n in client.networks.list(filters=label)),
-    ]
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 import docker
 import pytest
 
-from tests.helpers import GIT_TRUSTS_ANY_OWNER, copy_project, image_settings, run
+from tests.helpers import GIT_TRUSTS_ANY_OWNER, copy_project, image_settings, project_resources, run
 
 # The Dev Containers CLI the tests run (npm package @devcontainers/cli)
 DEVCONTAINER_CLI_VERSION = "0.89.0"
@@ -58,16 +58,6 @@ class Project:
     def down(self) -> None:
         """Remove the project's containers, network and volume (all profiles)."""
         self.compose("--profile", "*", "down", "--volumes", "--remove-orphans")
-
-
-def project_resources(client: docker.DockerClient, project: str) -> list[str]:
-    """Names of the containers, volumes and networks that belong to a compose project."""
-    label = {"label": f"com.docker.compose.project={project}"}
-    return [
-        *(c.name for c in client.containers.list(all=True, filters=label)),
-        *(v.name for v in client.volumes.list(filters=label)),
-        *(n.name for n in client.networks.list(filters=label)),
-    ]
 
 
 @pytest.fixture
