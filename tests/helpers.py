@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -90,3 +91,36 @@ def project_resources(client: docker.DockerClient, project: str) -> list[str]:
         *(v.name for v in client.volumes.list(filters=label)),
         *(n.name for n in client.networks.list(filters=label)),
     ]
+
+
+@dataclass
+class Project:
+    """A copy of the project driven like a clone: make and docker compose run in its folder.
+
+    Attributes:
+        directory: the project folder.
+        env: the whole environment for make and compose there (project name, UID:GID, ...).
+    """
+
+    directory: Path
+    env: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        """The compose project name, as .env (written by make) sets it."""
+        for line in (self.directory / ".env").read_text().splitlines():
+            if line.startswith("COMPOSE_PROJECT_NAME="):
+                return line.split("=", 1)[1]
+        raise AssertionError(f"{self.directory}/.env has no COMPOSE_PROJECT_NAME")
+
+    def make(self, *targets: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+        """Run make with ``targets`` in the project folder; never raises on failure."""
+        return run(["make", "--no-print-directory", *targets], self.directory, self.env, timeout)
+
+    def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run ``docker compose <args>`` in the project folder; never raises on failure."""
+        return run(["docker", "compose", *args], self.directory, self.env, timeout)
+
+    def down(self) -> None:
+        """Remove the project's containers, network and volume (all profiles)."""
+        self.compose("--profile", "*", "down", "--volumes", "--remove-orphans")

@@ -14,34 +14,22 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.helpers import GIT_TRUSTS_ANY_OWNER, copy_project, project_resources, run
+from tests.helpers import GIT_TRUSTS_ANY_OWNER, Project, copy_project, project_resources
 
 
 @dataclass
-class Stack:
-    """A running copy of the project.
+class Stack(Project):
+    """A running copy of the project (make and compose run in it as in tests.helpers.Project).
 
     Attributes:
-        directory: the project folder (a copy of the repo).
         project: its compose project name, unique to this test session.
         uid: the UID:GID (same number) its containers run as.
-        env: the environment for make and docker compose in ``directory``.
         urls: ``mlflow`` and ``jupyter`` URLs that the last `make up` printed.
     """
 
-    directory: Path
-    project: str
-    uid: int
-    env: dict[str, str]
+    project: str = ""
+    uid: int = 0
     urls: dict[str, str] = field(default_factory=dict)
-
-    def make(self, *targets: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-        """Run make with ``targets`` in the project folder; never raises on failure."""
-        return run(["make", "--no-print-directory", *targets], self.directory, self.env, timeout)
-
-    def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        """Run ``docker compose <args>`` in the project folder; never raises on failure."""
-        return run(["docker", "compose", *args], self.directory, self.env, timeout)
 
     def up(self) -> None:
         """`make up`, then read the printed URLs into ``urls``.
@@ -88,6 +76,6 @@ def stack(project_copy, docker_client, built_images, test_uid) -> Stack:
         stack.up()
         yield stack
     finally:
-        stack.compose("--profile", "*", "down", "--volumes", "--remove-orphans")
+        stack.down()
         left = project_resources(docker_client, project)
         assert not left, f"teardown left {left}"

@@ -8,14 +8,20 @@ import os
 import secrets
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import docker
 import pytest
 
-from tests.helpers import GIT_TRUSTS_ANY_OWNER, copy_project, image_settings, project_resources, run
+from tests.helpers import (
+    GIT_TRUSTS_ANY_OWNER,
+    Project,
+    copy_project,
+    image_settings,
+    project_resources,
+    run,
+)
 
 # The Dev Containers CLI the tests run (npm package @devcontainers/cli)
 DEVCONTAINER_CLI_VERSION = "0.89.0"
@@ -25,39 +31,6 @@ def unique_name(purpose: str) -> str:
     """A compose project (or image prefix) name for one test, e.g. ``mlstack-init-1a2b3c4d``:
     the image prefix first, so the resources a test creates are easy to tell apart."""
     return f"{image_settings()['MLSTACK_IMAGE_PREFIX']}-{purpose}-{secrets.token_hex(4)}"
-
-
-@dataclass
-class Project:
-    """A copy of the project driven like a clone: make and docker compose run in its folder.
-
-    Attributes:
-        directory: the project folder.
-        env: the whole environment for make and compose there (project name, UID:GID, ...).
-    """
-
-    directory: Path
-    env: dict[str, str]
-
-    @property
-    def name(self) -> str:
-        """The compose project name, as .env (written by make) sets it."""
-        for line in (self.directory / ".env").read_text().splitlines():
-            if line.startswith("COMPOSE_PROJECT_NAME="):
-                return line.split("=", 1)[1]
-        raise AssertionError(f"{self.directory}/.env has no COMPOSE_PROJECT_NAME")
-
-    def make(self, *targets: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-        """Run make with ``targets`` in the project folder; never raises on failure."""
-        return run(["make", "--no-print-directory", *targets], self.directory, self.env, timeout)
-
-    def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        """Run ``docker compose <args>`` in the project folder; never raises on failure."""
-        return run(["docker", "compose", *args], self.directory, self.env, timeout)
-
-    def down(self) -> None:
-        """Remove the project's containers, network and volume (all profiles)."""
-        self.compose("--profile", "*", "down", "--volumes", "--remove-orphans")
 
 
 @pytest.fixture
