@@ -5,7 +5,7 @@ SHELL := /bin/bash
 COMPOSE := docker compose
 VENV := .venv
 PYTHON := $(VENV)/bin/python
-# Images to build: all by default (make build IMAGES="jupyter bash")
+# Images to build: all by default (make build IMAGES="project": only this project's own images)
 IMAGES ?=
 # Options for train.py (make train ARGS="--n-estimators 200")
 ARGS ?=
@@ -28,7 +28,7 @@ ifeq ($(GPU),1)
 export COMPOSE_FILE := compose.yaml:compose.gpu.yaml
 endif
 
-.PHONY: help up down build ps logs urls shell train serve backup restore destroy test lint format clean lock bench preflight init config hooks
+.PHONY: FORCE help up down build ps logs urls shell train serve backup restore destroy test lint format clean lock bench preflight init config hooks
 
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -36,45 +36,48 @@ help: ## Show this help
 preflight:
 	@scripts/preflight.sh
 
-# Real file target: created when missing, refreshed when env/images.env changes
-.env: env/images.env
+# .env is a real file, but scripts/env.sh runs before every command that needs it: it creates
+# .env when missing, makes a missing or emptied secret anew and copies env/images.env in, and
+# keeps every other value (so `make .env` always repairs it)
+.env: FORCE
 	@scripts/env.sh
+FORCE:
 
-up: preflight .env build ## Build if needed, start MLflow and Jupyter, wait until healthy, print URLs (GPU=1)
+up: .env preflight build ## Build if needed, start MLflow and Jupyter, wait until healthy, print URLs (GPU=1)
 	@scripts/up.sh
 
-down: preflight .env ## Stop and remove the containers (the MLflow data volume is kept)
+down: .env preflight ## Stop and remove the containers (the MLflow data volume is kept)
 	@$(COMPOSE) $(ALL_PROFILES) down --remove-orphans
 	@rm -f .mlstack/urls.env
 
-build: preflight .env ## Build the images in dependency order (IMAGES="..." for some of them)
+build: .env preflight ## Build the stack's shared images and this project's own (IMAGES="..." for some of them)
 	@scripts/build.sh $(IMAGES)
 
-ps: preflight .env ## Show the stack's containers and their health
+ps: .env preflight ## Show the stack's containers and their health
 	@$(COMPOSE) $(ALL_PROFILES) ps --all
 
-logs: preflight .env ## Follow the services' logs
+logs: .env preflight ## Follow the services' logs
 	@$(COMPOSE) logs --follow --tail 100
 
-urls: preflight .env ## Print the MLflow and Jupyter URLs
+urls: .env preflight ## Print the MLflow and Jupyter URLs
 	@scripts/urls.sh
 
-shell: preflight .env ## Open an interactive shell in the runner container
+shell: .env preflight ## Open an interactive shell in the runner container
 	@$(COMPOSE) run --rm bash
 
-train: preflight .env ## Run train.py in the runner container (ARGS="--n-estimators 200")
+train: .env preflight ## Run train.py in the runner container (ARGS="--n-estimators 200")
 	@$(COMPOSE) run --rm bash python train.py $(ARGS)
 
-serve: preflight .env ## Serve a logged model over REST on a loopback port (MODEL=models:/<name>/<version>)
+serve: .env preflight ## Serve a logged model over REST on a loopback port (MODEL=models:/<name>/<version>)
 	@scripts/serve.sh "$(MODEL)"
 
-backup: preflight .env ## Snapshot the MLflow data (runs, models, artifacts) into backups/
+backup: .env preflight ## Snapshot the MLflow data (runs, models, artifacts) into backups/
 	@scripts/store.sh backup
 
-restore: preflight .env ## Replace the MLflow data with a backup (FILE=backups/...), backing up first
+restore: .env preflight ## Replace the MLflow data with a backup (FILE=backups/...), backing up first
 	@scripts/store.sh restore "$(FILE)"
 
-destroy: preflight .env ## Delete the MLflow data volume, after a backup (asks, or CONFIRM=1)
+destroy: .env preflight ## Delete the MLflow data volume, after a backup (asks, or CONFIRM=1)
 	@scripts/store.sh destroy
 
 test: $(VENV)/.installed ## Run the tests: static checks, each image, the stack end to end, the tools
@@ -86,12 +89,10 @@ lint: $(VENV)/.installed ## Check formatting (black), Dockerfiles, shell scripts
 format: $(VENV)/.installed ## Format the Python code with black
 	@$(VENV)/bin/black .
 
-clean: preflight .env ## Remove containers, networks and build leftovers (never the MLflow data)
-	@$(COMPOSE) $(ALL_PROFILES) down --remove-orphans
-	@rm -rf .build .mlstack .pytest_cache
-	@find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+clean: .env preflight ## Remove containers, networks, this project's old images, build leftovers (never the MLflow data)
+	@scripts/clean.sh
 
-config: preflight .env ## Print the merged compose configuration (GPU=1: with compose.gpu.yaml)
+config: .env preflight ## Print the merged compose configuration (GPU=1: with compose.gpu.yaml)
 	@$(COMPOSE) $(ALL_PROFILES) config
 
 init: ## Start your own project from this one: name its images and compose project (NAME=...)

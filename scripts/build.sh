@@ -1,44 +1,60 @@
 #!/usr/bin/env bash
-# Builds the stack's images in dependency order (all of them, or those named and what they need),
-# each FROM its parent through the BASE_IMAGE build argument, tagged <prefix>/<image>:<version>
-# and :latest, with OCI labels. Usage: scripts/build.sh [IMAGE...]
+# Builds the images in dependency order, siblings side by side, with a progress line per step:
+# the stack's shared images (<prefix>/<image>:<version>: base, science, and on it mlflow, jupyter
+# and bash; the same for every project on this machine) and this project's own images
+# (<compose project>-jupyter and -bash:<version>: requirements.txt on the stack's jupyter and bash).
+# Usage: scripts/build.sh [IMAGE...]   IMAGE: base science mlflow jupyter bash project (default all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=SCRIPTDIR/settings.sh
 . scripts/settings.sh
 
-# The chain, in build order: image=parent ("" means the Debian BASE_IMAGE)
-chain=(base= science=base jupyter=science bash=science mlflow=base)
+# The chain: image=parent ("" means the Debian BASE_IMAGE); project is the project's own images
+chain=(base= science=base mlflow=science jupyter=science bash=science project=jupyter+bash)
+# Build order, by level: an image builds once its parent's level is done
+levels=("base" "science" "mlflow jupyter bash" "project")
 declare -A parent_of
-order=()
 for link in "${chain[@]}"; do
   parent_of["${link%%=*}"]="${link#*=}"
-  order+=("${link%%=*}")
 done
+
+setting() { [ -f .env ] && sed -n "s/^$1=//p" .env | tail -n 1; }
 
 wanted=("$@")
-[ "${#wanted[@]}" -gt 0 ] || wanted=("${order[@]}")
+[ "${#wanted[@]}" -gt 0 ] || wanted=(base science mlflow jupyter bash project)
 declare -A build
+mark() { # mark NAME: build NAME and its ancestors
+  local name
+  for name in ${1//+/ }; do
+    [ -n "$name" ] || continue
+    build["$name"]=1
+    mark "${parent_of[$name]}"
+  done
+}
 for name in "${wanted[@]}"; do
   if [ -z "${parent_of[$name]+set}" ]; then
-    echo "error: unknown image '$name'; known images: ${order[*]}" >&2
+    echo "error: unknown image '$name'; known images: base science mlflow jupyter bash project" >&2
     exit 2
   fi
-  # An image needs its ancestors built first
-  while [ -n "$name" ]; do
-    build["$name"]=1
-    name="${parent_of[$name]}"
-  done
+  mark "$name"
 done
 
-# Extra CA certificates (EXTRA_CA_CERTS, from the environment or .env: a PEM file or a folder of
-# them) are copied into the build context, where base's Dockerfile adds them to the trust store
-if [ -z "${EXTRA_CA_CERTS:-}" ] && [ -f .env ]; then
-  EXTRA_CA_CERTS="$(sed -n 's/^EXTRA_CA_CERTS=//p' .env | tail -n 1)"
+project="${COMPOSE_PROJECT_NAME:-$(setting COMPOSE_PROJECT_NAME || true)}"
+if [ -n "${build[project]:-}" ] && [ -z "$project" ]; then
+  echo "error: no compose project name for the project's images; run 'make build' (it writes .env)" >&2
+  exit 2
 fi
+
+stack_ref() { echo "$MLSTACK_IMAGE_PREFIX/$1:$MLSTACK_VERSION"; }
+
+# Extra CA certificates (EXTRA_CA_CERTS, from the environment or .env: a PEM file or a folder of
+# them) are copied into the build context, where base's Dockerfile adds them to the trust store.
+# Unset, the certificates the existing base image has are kept, so that a shell without the
+# setting never rebuilds a working base without them.
+[ -n "${EXTRA_CA_CERTS:-}" ] || EXTRA_CA_CERTS="$(setting EXTRA_CA_CERTS || true)"
 ca_dir=.build/ca-certificates
 rm -rf "$ca_dir"
-mkdir -p "$ca_dir"
+mkdir -p "$ca_dir" .build/logs
 if [ -n "${EXTRA_CA_CERTS:-}" ]; then
   if [ -f "$EXTRA_CA_CERTS" ]; then
     cp "$EXTRA_CA_CERTS" "$ca_dir/extra.crt"
@@ -49,50 +65,112 @@ if [ -n "${EXTRA_CA_CERTS:-}" ]; then
     echo "error: EXTRA_CA_CERTS=$EXTRA_CA_CERTS is neither a file nor a folder" >&2
     exit 2
   fi
+elif [ -n "${build[base]:-}" ] && docker image inspect "$(stack_ref base)" >/dev/null 2>&1; then
+  container="$(docker create "$(stack_ref base)")"
+  docker cp --quiet "$container:/usr/local/share/ca-certificates/." "$ca_dir/"
+  docker rm "$container" >/dev/null
 fi
 
-scripts/base-image.sh "$BASE_IMAGE"
+[ -z "${build[base]:-}" ] || scripts/base-image.sh "$BASE_IMAGE"
+
+progress() { # progress IMAGE LOG: docker build's output (stdin) to one line per step it runs
+  local image="$1" log="$2" line step="" pending="" start=$SECONDS status
+  : >"$log"
+  while true; do
+    if IFS= read -r -t 15 line; then
+      printf '%s\n' "$line" >>"$log"
+      if [[ "$line" == "Step "* ]]; then
+        pending="$line"
+        step="${line#Step }"
+        step="${step%% :*}"
+      elif [ -n "$pending" ]; then
+        # A step whose next line is not "Using cache" runs now; only those that take time
+        # (RUN, COPY, ADD) are shown
+        local instruction="${pending#* : }"
+        if [ "$line" != " ---> Using cache" ] && [[ "$instruction" =~ ^(RUN|COPY|ADD) ]]; then
+          echo "build: $image step $step: ${instruction:0:60} ($((SECONDS - start)) s)"
+        fi
+        pending=""
+      fi
+    else
+      status=$?
+      # read timed out (> 128): a long step is still running; otherwise the output ended
+      [ "$status" -gt 128 ] || break
+      echo "build: $image step $step still running, $((SECONDS - start)) s"
+    fi
+  done
+}
 
 source_url="$(git config --get remote.origin.url 2>/dev/null || true)"
-for name in "${order[@]}"; do
-  [ -n "${build[$name]:-}" ] || continue
-  parent="${parent_of[$name]}"
-  from="$BASE_IMAGE"
-  [ -z "$parent" ] || from="$MLSTACK_IMAGE_PREFIX/$parent:$MLSTACK_VERSION"
-  image="$MLSTACK_IMAGE_PREFIX/$name:$MLSTACK_VERSION"
+build_image() { # build_image NAME [SERVICE]: one image; SERVICE for the project's images
+  local name="$1" service="${2:-}" from image dockerfile inputs revision created start=$SECONDS
+  local extra=()
+  if [ -n "$service" ]; then
+    from="$(stack_ref "$service")"
+    image="$project-$service:$MLSTACK_VERSION"
+    dockerfile=images/project/Dockerfile
+    inputs=(images/project requirements.txt)
+    # make clean finds this project's older images by it
+    extra=(--label "mlstack.project=$project")
+  else
+    from="$BASE_IMAGE"
+    [ -z "${parent_of[$name]}" ] || from="$(stack_ref "${parent_of[$name]}")"
+    image="$(stack_ref "$name")"
+    dockerfile="images/$name/Dockerfile"
+    inputs=("images/$name")
+    extra=(--tag "$MLSTACK_IMAGE_PREFIX/$name:latest")
+  fi
   # Revision and date of the last commit that changed this image's own files: labels that
   # change only with the image, so they never break the layer cache of the images above
-  inputs=("images/$name")
-  [[ "$name" != jupyter && "$name" != bash ]] || inputs+=(requirements.txt)
   revision="$(git log -1 --format=%H -- "${inputs[@]}" 2>/dev/null || true)"
   created="$(git log -1 --format=%cI -- "${inputs[@]}" 2>/dev/null || true)"
   if [ -n "$(git status --porcelain -- "${inputs[@]}" 2>/dev/null)" ]; then
     revision="${revision:-uncommitted}-dirty"
   fi
-  echo "build: $image (FROM $from)"
   # The image of the same name, when present, seeds the cache: the classic builder only reuses
   # layers of images it built itself, not of images restored with `docker load` (CI's cache)
-  cache_from=()
   if docker image inspect "$image" >/dev/null 2>&1; then
-    cache_from=(--cache-from "$image")
+    extra+=(--cache-from "$image")
   fi
+  local log=".build/logs/${image//[\/:]/_}.log"
+  echo "build: $image (FROM $from)"
   # --force-rm: a failed step leaves no stopped container behind
-  docker build --quiet --force-rm "${cache_from[@]}" \
-    --file "images/$name/Dockerfile" \
+  if ! docker build --force-rm "${extra[@]}" \
+    --file "$dockerfile" \
     --build-arg "BASE_IMAGE=$from" \
-    --tag "$image" --tag "$MLSTACK_IMAGE_PREFIX/$name:latest" \
-    --label "org.opencontainers.image.title=$MLSTACK_IMAGE_PREFIX/$name" \
+    --tag "$image" \
+    --label "org.opencontainers.image.title=${image%:*}" \
     --label "org.opencontainers.image.version=$MLSTACK_VERSION" \
     --label "org.opencontainers.image.revision=${revision:-unknown}" \
     --label "org.opencontainers.image.created=${created:-unknown}" \
     --label "org.opencontainers.image.source=${source_url:-unknown}" \
     --label "org.opencontainers.image.base.name=$from" \
-    . 2>&1 >/dev/null | awk '
-      # The classic builder is the only one on Engine 20.10 without buildx: drop its notice
-      /^DEPRECATED: The legacy builder/ { skip = 1; next }
-      skip && (/^ / || /^$/) { next }
-      { skip = 0; print }' >&2 || {
-    echo "error: building $image failed (above); behind a TLS-intercepting proxy, set EXTRA_CA_CERTS to its CA bundle (see README)" >&2
-    exit 1
-  }
+    . 2>&1 | progress "$image" "$log"; then
+    # The classic builder's deprecation notice is not the error: show what follows it
+    grep -v -e '^DEPRECATED: The legacy builder' -e '^ *BuildKit' -e '^ *Install the buildx' \
+      -e '^ *https://docs.docker.com' -e '^ *deprecated' -e '^$' "$log" | tail -n 25 >&2
+    echo "error: building $image failed (above; whole log in $log); behind a TLS-intercepting proxy, set EXTRA_CA_CERTS to its CA bundle (see README)" >&2
+    return 1
+  fi
+  echo "build: $image ready in $((SECONDS - start)) s"
+}
+
+for level in "${levels[@]}"; do
+  pids=()
+  for name in $level; do
+    [ -n "${build[$name]:-}" ] || continue
+    if [ "$name" = project ]; then
+      build_image project jupyter &
+      pids+=($!)
+      build_image project bash &
+    else
+      build_image "$name" &
+    fi
+    pids+=($!)
+  done
+  failed=0
+  for pid in "${pids[@]}"; do
+    wait "$pid" || failed=1
+  done
+  [ "$failed" -eq 0 ] || exit 1
 done

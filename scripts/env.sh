@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Writes .env, the per-machine settings Compose reads: creates it when missing (mode 600, the host
 # user's IDs, the project name), adds any missing secret (random Jupyter token, MLflow admin
-# password and server key) and copies in env/images.env's values.
-# MLSTACK_UID, MLSTACK_GID and COMPOSE_PROJECT_NAME from the environment override the defaults.
+# password and server key), remembers EXTRA_CA_CERTS when given, and copies in env/images.env's
+# values. Safe to run at any time (make runs it before every command): values already in .env are
+# kept. MLSTACK_UID, MLSTACK_GID, MLSTACK_USER and COMPOSE_PROJECT_NAME from the environment
+# override the defaults of a new .env.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +30,30 @@ ENV
   fi
 fi
 
-# Secrets: made here, kept only in .env; one that is already there is never changed
+# set_value KEY VALUE: KEY=VALUE in .env, replacing an older value (| never occurs in them)
+set_value() {
+  if grep -q "^$1=" .env; then
+    [ "$(grep "^$1=" .env | tail -n 1)" = "$1=$2" ] || sed -i "s|^$1=.*|$1=$2|" .env
+  else
+    echo "$1=$2" >>.env
+  fi
+}
+
+# Who runs the runs: MLflow's "Created by" and, with auth on, the server's admin. The host user's
+# name; `id -un` fails for a UID with no name, hence the fallback
+if ! grep -q "^MLSTACK_USER=." .env; then
+  set_value MLSTACK_USER "${MLSTACK_USER:-$(id -un 2>/dev/null || echo "user$(id -u)")}"
+fi
+
+# EXTRA_CA_CERTS given on the command line or in the environment is remembered, so a later
+# build in a new shell still trusts the proxy's CA
+if [ -n "${EXTRA_CA_CERTS:-}" ] && [ "$(grep '^EXTRA_CA_CERTS=' .env | tail -n 1)" != "EXTRA_CA_CERTS=$EXTRA_CA_CERTS" ]; then
+  set_value EXTRA_CA_CERTS "$EXTRA_CA_CERTS"
+  echo "env: remembered EXTRA_CA_CERTS=$EXTRA_CA_CERTS in .env"
+fi
+
+# Secrets: made here, kept only in .env; one that is already there is never changed, an empty or
+# missing one is made anew
 for key in JUPYTER_TOKEN MLFLOW_ADMIN_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY; do
   if ! grep -q "^$key=." .env; then
     sed -i "/^$key=/d" .env
@@ -38,11 +63,5 @@ done
 
 # Copy env/images.env's settings in, replacing older values (the source of truth stays there)
 grep -E '^[A-Z_]+=' env/images.env | while IFS='=' read -r key value; do
-  if grep -q "^$key=" .env; then
-    current="$(grep "^$key=" .env | tail -n 1)"
-    [ "$current" = "$key=$value" ] || sed -i "s|^$key=.*|$key=$value|" .env
-  else
-    echo "$key=$value" >>.env
-  fi
+  set_value "$key" "$value"
 done
-touch .env

@@ -17,14 +17,13 @@ compile() { # compile OUT IN [extra uv args...]
 # Universal: the image locks hold for amd64 and arm64 hosts alike
 images=(--universal --python-version "$PYTHON_VERSION")
 compile images/base/requirements.lock images/base/requirements.in "${images[@]}"
-compile images/mlflow/requirements.lock images/mlflow/requirements.in "${images[@]}"
-compile images/science/requirements.lock images/science/requirements.in "${images[@]}" \
-  -c images/mlflow/requirements.lock
+# science is the one lock of every shared package (jupyter, bash and mlflow build on it)
+compile images/science/requirements.lock images/science/requirements.in "${images[@]}"
 compile images/jupyter/requirements.lock images/jupyter/requirements.in "${images[@]}" \
   -c images/science/requirements.lock
 # The host's venv runs on the host's Python (any 3.11+), so only the pins that must match the
 # images are shared: uv and the MLflow client
 shared="$(mktemp)"
 trap 'rm -f "$shared"' EXIT
-grep -hE '^(uv|mlflow-skinny)==' images/base/requirements.lock images/mlflow/requirements.lock >"$shared"
+grep -hE '^(uv|mlflow-skinny)==' images/base/requirements.lock images/science/requirements.lock >"$shared"
 compile tests/requirements.lock tests/requirements.in -c "$shared"
