@@ -43,41 +43,41 @@ preflight:
 	@scripts/env.sh
 FORCE:
 
-up: .env preflight build ## Build if needed, start MLflow and Jupyter, wait until healthy, print URLs (GPU=1)
+up: preflight .env build ## Build if needed, start MLflow and Jupyter, wait until healthy, print URLs (GPU=1)
 	@scripts/up.sh
 
-down: .env preflight ## Stop and remove the containers (the MLflow data volume is kept)
+down: preflight .env ## Stop and remove the containers (the MLflow data volume is kept)
 	@$(COMPOSE) $(ALL_PROFILES) down --remove-orphans
 	@rm -f .mlstack/urls.env
 
-build: .env preflight ## Build the stack's shared images and this project's own (IMAGES="..." for some of them)
+build: preflight .env ## Build the stack's shared images and this project's own (IMAGES="..." for some of them)
 	@scripts/build.sh $(IMAGES)
 
-ps: .env preflight ## Show the stack's containers and their health
+ps: preflight .env ## Show the stack's containers and their health
 	@$(COMPOSE) $(ALL_PROFILES) ps --all
 
-logs: .env preflight ## Follow the services' logs
+logs: preflight .env ## Follow the services' logs
 	@$(COMPOSE) logs --follow --tail 100
 
-urls: .env preflight ## Print the MLflow and Jupyter URLs
+urls: preflight .env ## Print the MLflow and Jupyter URLs
 	@scripts/urls.sh
 
-shell: .env preflight ## Open an interactive shell in the runner container
+shell: preflight .env ## Open an interactive shell in the runner container
 	@$(COMPOSE) run --rm bash
 
-train: .env preflight ## Run train.py in the runner container (ARGS="--n-estimators 200")
+train: preflight .env ## Run train.py in the runner container (ARGS="--n-estimators 200")
 	@$(COMPOSE) run --rm bash python train.py $(ARGS)
 
-serve: .env preflight ## Serve a logged model over REST on a loopback port (MODEL=models:/<name>/<version>)
+serve: preflight .env ## Serve a logged model over REST on a loopback port (MODEL=models:/<name>/<version>)
 	@scripts/serve.sh "$(MODEL)"
 
-backup: .env preflight ## Snapshot the MLflow data (runs, models, artifacts) into backups/
+backup: preflight .env ## Snapshot the MLflow data (runs, models, artifacts) into backups/
 	@scripts/store.sh backup
 
-restore: .env preflight ## Replace the MLflow data with a backup (FILE=backups/...), backing up first
+restore: preflight .env ## Replace the MLflow data with a backup (FILE=backups/...), backing up first
 	@scripts/store.sh restore "$(FILE)"
 
-destroy: .env preflight ## Delete the MLflow data volume, after a backup (asks, or CONFIRM=1)
+destroy: preflight .env ## Delete the MLflow data volume, after a backup (asks, or CONFIRM=1)
 	@scripts/store.sh destroy
 
 test: $(VENV)/.installed ## Run the tests: static checks, each image, the stack end to end, the tools
@@ -89,10 +89,10 @@ lint: $(VENV)/.installed ## Check formatting (black), Dockerfiles, shell scripts
 format: $(VENV)/.installed ## Format the Python code with black
 	@$(VENV)/bin/black .
 
-clean: .env preflight ## Remove containers, networks, this project's old images, build leftovers (never the MLflow data)
+clean: preflight .env ## Remove containers, networks, this project's old images, build leftovers (never the MLflow data)
 	@scripts/clean.sh
 
-config: .env preflight ## Print the merged compose configuration (GPU=1: with compose.gpu.yaml)
+config: preflight .env ## Print the merged compose configuration (GPU=1: with compose.gpu.yaml)
 	@$(COMPOSE) $(ALL_PROFILES) config
 
 init: ## Start your own project from this one: name its images and compose project (NAME=...)

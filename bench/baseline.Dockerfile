@@ -20,8 +20,9 @@ ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
 
-# The stack's MLflow version (a build argument from images/mlflow/requirements.in) so both sides
-# install the same server; the rest unpinned, as the ancestors had it
+# The stack's MLflow version (a build argument: make bench reads it from
+# images/science/requirements.lock) so both sides install the same server; the rest unpinned, as
+# the ancestors had it
 ARG MLFLOW_VERSION
 # hadolint ignore=DL3013
 RUN python3 -m venv /opt/venv \

@@ -18,9 +18,9 @@ import requests
 from docker.models.containers import Container
 
 from bench.workspace import (
+    PROJECT_SERVICES,
     RUN_LABEL,
     SERVICES,
-    STACK_IMAGES,
     BenchError,
     Workspace,
     group_process,
@@ -29,6 +29,9 @@ from bench.workspace import (
 
 # The baseline of figure 4, next to this file; built with the repo root as context
 BASELINE_DOCKERFILE = "bench/baseline.Dockerfile"
+# The stack's one MLflow pin (compiled from images/science/requirements.in by `make lock`): the
+# baseline installs the same version
+MLFLOW_LOCK = "images/science/requirements.lock"
 # A small pure-Python package that no lock of the stack has, added for figure 5
 ADDED_PACKAGE = "tabulate"
 # Seconds a fresh container may take to answer /health before the benchmark gives up on it
@@ -36,15 +39,45 @@ HEALTH_DEADLINE_S = 180
 
 
 @dataclass
+class Build:
+    """One run of scripts/build.sh, read from its output lines as they came.
+
+    Attributes:
+        seconds: wall time of the whole script (the Debian base check and CA copy included).
+        images_s: per image (display names of ``Workspace.images``), seconds from its
+            ``build: <image> (FROM ...)`` line to its ``ready`` line, in build order.
+        levels: the images in the order they were built, those built side by side together.
+        rebuilt: the images with at least one RUN/COPY/ADD step not from the layer cache.
+    """
+
+    seconds: float
+    images_s: dict[str, float]
+    levels: list[list[str]]
+    rebuilt: list[str]
+
+
+@dataclass
 class Results:
     """Everything measured in one run; lists hold one value per repetition (seconds unless the
-    name says otherwise). A figure whose measurement failed has its error in ``errors``."""
+    name says otherwise). A figure whose measurement failed has its error in ``errors``. Image
+    names are the display names of ``Workspace.images`` (``base`` ... ``project bash``)."""
 
     cold_stack_s: list[float] = field(default_factory=list)
     cold_stack_images_s: list[dict[str, float]] = field(default_factory=list)
+    cold_stack_levels: list[list[str]] = field(default_factory=list)
     cold_baseline_s: list[float] = field(default_factory=list)
+    mlflow_version: str = ""
     rebuild_s: list[float] = field(default_factory=list)
+    rebuild_rebuilt: list[list[str]] = field(default_factory=list)
     build_noop_s: float | None = None
+    build_noop_rebuilt: list[str] = field(default_factory=list)
+    second_project_s: list[float] = field(default_factory=list)
+    second_project_images_s: list[dict[str, float]] = field(default_factory=list)
+    second_project_rebuilt: list[list[str]] = field(default_factory=list)
+    second_project_levels: list[list[str]] = field(default_factory=list)
+    second_project_added_bytes: int | None = None
+    second_project_image_bytes: dict[str, int] = field(default_factory=dict)
+    second_project_own_bytes: dict[str, int] = field(default_factory=dict)
     make_up_s: list[float] = field(default_factory=list)
     make_up_first_s: float | None = None
     make_up_profiles: list[dict[str, float]] = field(default_factory=list)
@@ -55,6 +88,7 @@ class Results:
     default_rss_bytes: int | None = None
     compose_run_s: list[float] = field(default_factory=list)
     docker_run_s: list[float] = field(default_factory=list)
+    compose_run_parts_s: dict[str, list[float]] = field(default_factory=dict)
     kernel: dict[str, list[float]] = field(default_factory=dict)
     stack_logging: dict = field(default_factory=dict)
     default_logging: dict = field(default_factory=dict)
@@ -65,40 +99,77 @@ class Results:
     errors: dict[int, str] = field(default_factory=dict)
 
 
-# ---------------------------------------------------------------- builds (figures 4 and 5)
+# ---------------------------------------------------------------- builds (figures 4, 5, 10)
 
 
-def build_stack(ws: Workspace) -> tuple[float, dict[str, float]]:
-    """Run the project's scripts/build.sh in the copy (every image, in order), as `make build`.
+def build_stack(ws: Workspace, project: str | None = None) -> Build:
+    """Run the copy's scripts/build.sh with no argument, as `make build` does: the stack's
+    shared images and the own images of ``project`` (a compose project name, given to the script
+    as COMPOSE_PROJECT_NAME; default the run's project).
 
     Returns:
-        Total seconds, and seconds per image (from the ``build: <image>`` lines it prints).
+        The build's wall time and breakdown (see ``Build``), timed from the lines the script
+        prints: ``build: <image> (FROM ...)``, ``build: <image> step <n>: <instruction>`` for a
+        step not from the cache, ``build: <image> ready in <n> s``.
 
     Raises:
         BenchError: the build failed, with its output's tail.
     """
-    start = time.perf_counter()
-    marks: list[tuple[str, float]] = []
+    names = {ref: name for name, ref in ws.images(project).items()}
+    started: dict[str, float] = {}
+    ready: dict[str, float] = {}
+    rebuilt: set[str] = set()
     output: list[str] = []
-    with group_process(["scripts/build.sh"], ws.directory, ws.env()) as process:
+    start = time.perf_counter()
+    with group_process(["scripts/build.sh"], ws.directory, ws.env(project)) as process:
         for line in process.stdout:
             output.append(line)
-            found = re.match(r"build: \S+/(\w+):", line)
-            if found:
-                marks.append((found[1], time.perf_counter()))
+            found = re.match(r"build: (\S+) (\(FROM |step \S+: |ready in )", line)
+            if not found or found[1] not in names:
+                continue
+            name, what = names[found[1]], found[2]
+            if what.startswith("(FROM"):
+                started[name] = time.perf_counter()
+            elif what.startswith("step"):
+                rebuilt.add(name)
+            else:
+                ready[name] = time.perf_counter()
         process.wait()
     total = time.perf_counter() - start
     if process.returncode != 0:
         raise BenchError("scripts/build.sh failed:\n" + "".join(output)[-3000:])
-    ends = [t for _, t in marks[1:]] + [start + total]
-    per_image = {name: end - begin for (name, begin), end in zip(marks, ends)}
-    ws.record_images(*(ws.image(name) for name in STACK_IMAGES))
-    return total, per_image
+    missing = [name for name in names.values() if name not in ready]
+    if missing:
+        raise BenchError(f"scripts/build.sh did not say it built {', '.join(missing)}")
+    ws.record_images(*names)
+    order = sorted(started, key=started.get)
+    return Build(
+        seconds=total,
+        images_s={name: ready[name] - started[name] for name in order},
+        levels=side_by_side(order, started, ready),
+        rebuilt=[name for name in order if name in rebuilt],
+    )
 
 
-def cold_stack_build(ws: Workspace, rep: int) -> tuple[float, dict[str, float]]:
-    """Figure 4, the stack: every image built from scratch on a fresh ID of the Debian base
-    (so no layer comes from the cache). The base becomes the workspace's for later builds."""
+def side_by_side(
+    order: list[str], started: dict[str, float], ready: dict[str, float]
+) -> list[list[str]]:
+    """Group images (in ``order`` of their start) whose builds overlapped in time: each group
+    starts after every build of the group before it was ready (times in perf_counter seconds)."""
+    levels: list[list[str]] = []
+    level_end = float("-inf")
+    for name in order:
+        if not levels or started[name] >= level_end:
+            levels.append([])
+        levels[-1].append(name)
+        level_end = max(level_end, ready[name])
+    return levels
+
+
+def cold_stack_build(ws: Workspace, rep: int) -> Build:
+    """Figure 4, the stack: every image, the shared ones and the run's project's own, built from
+    scratch on a fresh ID of the Debian base (so no layer comes from the cache). The base
+    becomes the workspace's for later builds."""
     ws.base_image = ws.fresh_base(f"cold-stack-{rep}")
     return build_stack(ws)
 
@@ -121,23 +192,38 @@ def cold_baseline_build(ws: Workspace, rep: int, mlflow_version: str) -> float:
     return seconds
 
 
-def rebuild_after_adding_package(ws: Workspace, rep: int) -> float:
-    """Figure 5: add one package to the copy's requirements.txt and rebuild, as `make build`.
-
-    Each repetition's line carries a different comment, so the file changes every time and the
-    jupyter and bash layers from ``COPY requirements.txt`` on are really rebuilt (as for a user).
-    The real project's requirements.txt is never touched.
-    """
+def build_with_requirements(ws: Workspace, extra_line: str, project: str | None = None) -> Build:
+    """`build_stack` with ``extra_line`` (no newline) appended to the copy's requirements.txt,
+    which is restored afterwards (the real project's file is never touched)."""
     requirements = ws.directory / "requirements.txt"
     original = requirements.read_text()
-    requirements.write_text(
-        original + f"{ADDED_PACKAGE}  # added by make bench, repetition {rep}\n"
-    )
+    requirements.write_text(original + extra_line + "\n")
     try:
-        seconds, _ = build_stack(ws)
+        return build_stack(ws, project)
     finally:
         requirements.write_text(original)
-    return seconds
+
+
+def rebuild_after_adding_package(ws: Workspace, rep: int) -> Build:
+    """Figure 5: add one package to the copy's requirements.txt and rebuild, as `make build`:
+    only the project's own images (<project>-jupyter and -bash) should run a step.
+
+    Each repetition's line carries a different comment, so the file changes every time and the
+    project images' layers from ``COPY requirements.txt`` on are really rebuilt (as for a user).
+    """
+    return build_with_requirements(ws, f"{ADDED_PACKAGE}  # added by make bench, repetition {rep}")
+
+
+def second_project_build(ws: Workspace, rep: int) -> Build:
+    """Figure 10: `make build` of a second project on the same machine (compose project
+    ``<project>-2``, the same stack version and prefix) once the first project's images exist.
+
+    Its requirements.txt is the template's plus one comment line naming the repetition, so its
+    own layers are built for real (a project's own file, not a copy of the first project's that
+    the layer cache would serve); the shared stack images come from the cache.
+    """
+    line = f"# the second project of make bench, repetition {rep}"
+    return build_with_requirements(ws, line, ws.second_project)
 
 
 # ---------------------------------------------------------------- servers and containers
@@ -313,7 +399,7 @@ def probe_logging(ws: Workspace, uri: str, calls: int, batches: int) -> dict:
     return last_json_line(output)
 
 
-# ---------------------------------------------------------------- disk (figure 8)
+# ---------------------------------------------------------------- disk (figures 8 and 10)
 
 
 def layers(ws: Workspace, ref: str) -> list[tuple[str, int, str]]:
@@ -331,22 +417,32 @@ def layers(ws: Workspace, ref: str) -> list[tuple[str, int, str]]:
     return result
 
 
-def disk_usage(ws: Workspace, results: Results) -> None:
-    """Figure 8: the stack images' sizes, their bytes together with shared layers counted once,
-    each image's own bytes (in no other image of the stack) and the biggest layers."""
-    per_image = {name: layers(ws, ws.image(name)) for name in STACK_IMAGES}
-    sizes: dict[str, int] = {}
+def own_bytes(per_image: dict[str, list[tuple[str, int, str]]]) -> dict[str, int]:
+    """Per image, the bytes of its layers that no other image of ``per_image`` has (image name
+    to its ``layers``)."""
     owners: dict[str, set[str]] = {}
     for name, image_layers in per_image.items():
-        for identity, size, _ in image_layers:
-            sizes[identity] = size
+        for identity, _, _ in image_layers:
             owners.setdefault(identity, set()).add(name)
-    results.image_bytes = {n: ws.client.images.get(ws.image(n)).attrs["Size"] for n in STACK_IMAGES}
-    results.unique_bytes = sum(sizes.values())
-    results.own_bytes = {
-        name: sum(size for identity, size, _ in layers_ if owners[identity] == {name})
-        for name, layers_ in per_image.items()
+    return {
+        name: sum(size for identity, size, _ in image_layers if owners[identity] == {name})
+        for name, image_layers in per_image.items()
     }
+
+
+def disk_usage(ws: Workspace, results: Results) -> None:
+    """Figure 8: the sizes of every image of the first project (the stack's shared images and
+    its own two), their bytes together with shared layers counted once, each image's own bytes
+    (in no other of them) and the biggest layers. Figure 10, when the second project was built:
+    the bytes its two images add to those (layers not already present), and per image."""
+    refs = ws.images()
+    per_image = {name: layers(ws, ref) for name, ref in refs.items()}
+    sizes = {identity: size for layers_ in per_image.values() for identity, size, _ in layers_}
+    results.image_bytes = {
+        name: ws.client.images.get(ref).attrs["Size"] for name, ref in refs.items()
+    }
+    results.unique_bytes = sum(sizes.values())
+    results.own_bytes = own_bytes(per_image)
     seen: dict[str, tuple[str, int, str]] = {}
     for name, image_layers in per_image.items():
         for identity, size, created_by in image_layers:
@@ -354,25 +450,57 @@ def disk_usage(ws: Workspace, results: Results) -> None:
                 seen[identity] = (name, size, created_by)
     results.biggest_layers = sorted(seen.values(), key=lambda item: -item[1])[:6]
 
+    if not results.second_project_s:
+        return
+    second_refs = {
+        f"second {service}": ws.project_image(service, ws.second_project)
+        for service in PROJECT_SERVICES
+    }
+    second = {name: layers(ws, ref) for name, ref in second_refs.items()}
+    added = {
+        identity: size
+        for image_layers in second.values()
+        for identity, size, _ in image_layers
+        if identity not in sizes
+    }
+    results.second_project_added_bytes = sum(added.values())
+    results.second_project_image_bytes = {
+        name: ws.client.images.get(ref).attrs["Size"] for name, ref in second_refs.items()
+    }
+    results.second_project_own_bytes = own_bytes(per_image | second)
+    for name in per_image:
+        del results.second_project_own_bytes[name]
+
 
 # ---------------------------------------------------------------- the whole run
 
 
+def mlflow_version(ws: Workspace) -> str:
+    """The stack's MLflow version, the ``mlflow==`` pin of MLFLOW_LOCK in the copy.
+
+    Raises:
+        BenchError: the lock pins no mlflow.
+    """
+    pin = re.search(r"^mlflow==([^\s;]+)", (ws.directory / MLFLOW_LOCK).read_text(), re.M)
+    if not pin:
+        raise BenchError(f"{MLFLOW_LOCK} pins no mlflow version")
+    return pin[1]
+
+
 def run_builds(ws: Workspace, results: Results, reps: int, deadline: float) -> None:
-    """Figures 4 and 5, repetitions interleaved (stack, baseline, stack, ...) so a slow spell
-    of the shared machine hits both sides; afterwards the copy's images are the stack as
-    committed, on the last fresh base.
+    """Figures 4, 5 and 10. The cold builds are interleaved (stack, baseline, stack, ...) so a
+    slow spell of the shared machine hits both sides; then the rebuilds after adding a package,
+    one build with nothing changed, and the second project's builds. Afterwards the copy's
+    images are the stack and the run's project as committed, on the last fresh base, beside the
+    second project's.
 
     Args:
-        reps: the most cold-build pairs (and rebuilds) to run; at least one pair always runs.
+        reps: the most cold-build pairs (and rebuilds, second-project builds) to run; at least
+            one pair always runs.
         deadline: time.perf_counter() value after which no further pair is started when the
             last one's duration says it would end later (a loaded machine keeps the run short).
     """
-    mlflow_pin = re.search(
-        r"^mlflow==(\S+)", (ws.directory / "images/mlflow/requirements.lock").read_text(), re.M
-    )
-    if not mlflow_pin:
-        raise BenchError("images/mlflow/requirements.lock pins no mlflow version")
+    results.mlflow_version = mlflow_version(ws)
     for rep in range(reps):
         if (
             rep
@@ -381,20 +509,32 @@ def run_builds(ws: Workspace, results: Results, reps: int, deadline: float) -> N
         ):
             log(f"no more cold builds: another pair would overrun the time budget ({rep} done)")
             break
-        log(f"cold build of the stack's images ({rep + 1}/{reps})")
-        total, per_image = cold_stack_build(ws, rep)
-        results.cold_stack_s.append(total)
-        results.cold_stack_images_s.append(per_image)
-        log(f"  {total:.0f} s; cold build of the single-Dockerfile baseline ({rep + 1}/{reps})")
-        results.cold_baseline_s.append(cold_baseline_build(ws, rep, mlflow_pin[1]))
+        log(f"cold build of the stack's and the project's images ({rep + 1}/{reps})")
+        build = cold_stack_build(ws, rep)
+        results.cold_stack_s.append(build.seconds)
+        results.cold_stack_images_s.append(build.images_s)
+        results.cold_stack_levels = build.levels
+        log(f"  {build.seconds:.0f} s; cold build of the one-Dockerfile baseline ({rep + 1})")
+        results.cold_baseline_s.append(cold_baseline_build(ws, rep, results.mlflow_version))
         log(f"  {results.cold_baseline_s[-1]:.0f} s")
     for rep in range(len(results.cold_stack_s)):
         log(f"rebuild after adding {ADDED_PACKAGE} to requirements.txt ({rep + 1})")
-        results.rebuild_s.append(rebuild_after_adding_package(ws, rep))
-        log(f"  {results.rebuild_s[-1]:.1f} s")
-    # Back to the committed requirements.txt: all from the cache, the time `make up` adds
-    results.build_noop_s, _ = build_stack(ws)
-    log(f"build with nothing changed: {results.build_noop_s:.1f} s")
+        build = rebuild_after_adding_package(ws, rep)
+        results.rebuild_s.append(build.seconds)
+        results.rebuild_rebuilt.append(build.rebuilt)
+        log(f"  {build.seconds:.1f} s, rebuilt: {', '.join(build.rebuilt) or 'nothing'}")
+    # Back to the committed requirements.txt: the time `make up` adds to a start
+    build = build_stack(ws)
+    results.build_noop_s, results.build_noop_rebuilt = build.seconds, build.rebuilt
+    log(f"build with nothing changed: {build.seconds:.1f} s")
+    for rep in range(len(results.cold_stack_s)):
+        log(f"build of a second project, {ws.second_project} ({rep + 1})")
+        build = second_project_build(ws, rep)
+        results.second_project_s.append(build.seconds)
+        results.second_project_images_s.append(build.images_s)
+        results.second_project_rebuilt.append(build.rebuilt)
+        results.second_project_levels = build.levels
+        log(f"  {build.seconds:.1f} s, rebuilt: {', '.join(build.rebuilt) or 'nothing'}")
 
 
 def run_services(
@@ -469,26 +609,32 @@ def _kernel(ws: Workspace, results: Results, reps: int) -> None:
     results.kernel = last_json_line(output)
 
 
+# Figure 7's breakdown: what parts of `docker compose run` cost, each timed like the figure
+COMPOSE_RUN_PARTS = {
+    # Compose reads and checks the project (compose.yaml, .env, env files), starts nothing
+    "`docker compose config --quiet`": "config --quiet",
+    # The same run without the dependency on mlflow (compose neither checks nor starts it)
+    "`docker compose run --rm --no-deps`": "run --rm --no-deps bash python -c pass",
+}
+
+
 def _runs(ws: Workspace, results: Results, reps: int) -> None:
-    """Figure 7, alternating the two commands after one untimed run of each (page cache)."""
+    """Figure 7: `docker compose run --rm bash` against `docker run --rm` of the same image
+    (the project's bash image), alternating after one untimed run of each (page cache); then
+    the parts of COMPOSE_RUN_PARTS, ``reps`` times each, for the breakdown."""
     label = f"{RUN_LABEL}={ws.run_id}"
-    docker_run = [
-        "docker",
-        "run",
-        "--rm",
-        "--label",
-        label,
-        ws.image("bash"),
-        "python",
-        "-c",
-        "pass",
-    ]
+    docker_run = ["docker", "run", "--rm", "--label", label, ws.project_image("bash")]
+    docker_run += ["python", "-c", "pass"]
     compose_run = ["docker", "compose", "run", "--rm", "bash", "python", "-c", "pass"]
     ws.run(docker_run)
     ws.run(compose_run)
     for _ in range(reps):
         results.compose_run_s.append(ws.run(compose_run)[0])
         results.docker_run_s.append(ws.run(docker_run)[0])
+    for _ in range(reps):
+        for part, args in COMPOSE_RUN_PARTS.items():
+            seconds, _ = ws.compose(*args.split())
+            results.compose_run_parts_s.setdefault(part, []).append(seconds)
 
 
 def _default_server(

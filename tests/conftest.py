@@ -1,14 +1,27 @@
-"""Fixtures shared by every test folder: the repo, its image settings, a Docker client, and the
-images themselves (built once per session with the project's own build script)."""
+"""Fixtures shared by every test folder: a Docker client, the stack's shared images (built once
+per session with the project's own build script), a non-root UID, and copies of the project that
+make and compose drive under compose project names of their own, torn down with everything they
+created."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
+from typing import Callable, Iterator
 
 import docker
 import pytest
 
-from tests.helpers import IMAGE_NAMES, image_ref, run
+from tests.helpers import (
+    GIT_TRUSTS_ANY_OWNER,
+    IMAGE_NAMES,
+    Project,
+    copy_project,
+    image_ref,
+    project_resources,
+    run,
+)
 
 
 @pytest.fixture(scope="session")
@@ -22,12 +35,13 @@ def docker_client() -> docker.DockerClient:
 
 @pytest.fixture(scope="session")
 def built_images(docker_client: docker.DockerClient) -> dict[str, str]:
-    """Every image of the stack, built (or found up to date) by scripts/build.sh.
+    """The stack's shared images, built (or found up to date) by scripts/build.sh; each test
+    project builds its own images on them (make up).
 
     Returns:
         Image name (``base``, ``science``, ...) to its versioned reference.
     """
-    result = run(["scripts/build.sh"], timeout=1800)
+    result = run(["scripts/build.sh", *IMAGE_NAMES], timeout=1800)
     assert result.returncode == 0, f"build failed:\n{result.stderr[-4000:]}"
     return {name: image_ref(name) for name in IMAGE_NAMES}
 
@@ -38,3 +52,45 @@ def test_uid() -> int:
     tests run as root, so the host-user mapping is proven with a UID that is not 0."""
     uid = os.getuid()
     return uid if uid != 0 else 4242
+
+
+@pytest.fixture
+def new_project(
+    tmp_path: Path, test_uid: int, docker_client: docker.DockerClient
+) -> Iterator[Callable[..., Project]]:
+    """A factory of project copies, each owned by ``test_uid``; every copy's stack is taken
+    down with its volume afterwards, even when the test fails.
+
+    The factory takes the folder name, the compose project name (``None``: leave it to make,
+    as a fresh clone would) and ``env_overrides`` (a value of ``None`` removes the variable).
+    """
+    made: list[Project] = []
+
+    def factory(
+        folder: str, project: str | None, env_overrides: dict[str, str | None] | None = None
+    ) -> Project:
+        directory = copy_project(tmp_path / folder)
+        if os.getuid() == 0:
+            subprocess.run(["chown", "-R", f"{test_uid}:{test_uid}", str(directory)], check=True)
+        env = os.environ | GIT_TRUSTS_ANY_OWNER
+        env |= {"MLSTACK_UID": str(test_uid), "MLSTACK_GID": str(test_uid)}
+        env.pop("COMPOSE_FILE", None)
+        if project:
+            env["COMPOSE_PROJECT_NAME"] = project
+        else:
+            env.pop("COMPOSE_PROJECT_NAME", None)
+        for key, value in (env_overrides or {}).items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        made.append(Project(directory, env))
+        return made[-1]
+
+    yield factory
+    left = []
+    for project in made:
+        if (project.directory / ".env").exists():
+            project.down()
+            left += project_resources(docker_client, project.name)
+    assert not left, f"teardown left {left}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -12,7 +13,10 @@ import docker
 from dotenv import dotenv_values
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-IMAGE_NAMES = ("base", "science", "jupyter", "bash", "mlflow")
+# The stack's shared images, in build order (scripts/build.sh); each project adds its own
+# <project>-jupyter and <project>-bash on top of jupyter and bash
+IMAGE_NAMES = ("base", "science", "mlflow", "jupyter", "bash")
+PROJECT_SERVICES = ("jupyter", "bash")
 
 
 def run(
@@ -39,9 +43,15 @@ def image_settings() -> dict[str, str]:
 
 
 def image_ref(name: str) -> str:
-    """The versioned reference of one of the stack's images, e.g. ``mlstack/bash:0.1.0``."""
+    """The versioned reference of one of the stack's shared images, e.g. ``mlstack/bash:0.1.0``."""
     settings = image_settings()
     return f"{settings['MLSTACK_IMAGE_PREFIX']}/{name}:{settings['MLSTACK_VERSION']}"
+
+
+def project_image_ref(project: str, service: str) -> str:
+    """The reference of a project's own image for a service (``jupyter`` or ``bash``), as
+    scripts/build.sh tags it and compose.yaml names it, e.g. ``churn-model-bash:0.1.0``."""
+    return f"{project}-{service}:{image_settings()['MLSTACK_VERSION']}"
 
 
 # For make and git in a copy owned by another UID (the tests' non-root user): git refuses to read
@@ -84,13 +94,23 @@ def copy_project(destination: Path) -> Path:
 
 
 def project_resources(client: docker.DockerClient, project: str) -> list[str]:
-    """Names of the containers, volumes and networks that belong to a compose project."""
+    """Names of the containers, volumes, networks and own images that belong to a compose
+    project (its images carry the label mlstack.project=<project>, set by scripts/build.sh)."""
     label = {"label": f"com.docker.compose.project={project}"}
+    images = client.images.list(filters={"label": f"mlstack.project={project}"})
     return [
         *(c.name for c in client.containers.list(all=True, filters=label)),
         *(v.name for v in client.volumes.list(filters=label)),
         *(n.name for n in client.networks.list(filters=label)),
+        *(image.tags[0] if image.tags else image.short_id for image in images),
     ]
+
+
+def remove_project_images(client: docker.DockerClient, project: str) -> None:
+    """Delete a project's own images (<project>-jupyter, <project>-bash, older builds of them);
+    the stack's shared images stay. Call after its containers are gone."""
+    for image in client.images.list(filters={"label": f"mlstack.project={project}"}):
+        client.images.remove(image.id, force=True)
 
 
 @dataclass
@@ -122,5 +142,17 @@ class Project:
         return run(["docker", "compose", *args], self.directory, self.env, timeout)
 
     def down(self) -> None:
-        """Remove the project's containers, network and volume (all profiles)."""
+        """Remove the project's containers, network and volume (all profiles), then its own
+        images (the stack's shared images stay)."""
         self.compose("--profile", "*", "down", "--volumes", "--remove-orphans")
+        client = docker.from_env()
+        try:
+            remove_project_images(client, self.name)
+        finally:
+            client.close()
+
+
+def unique_name(purpose: str) -> str:
+    """A compose project (or image prefix) name for one test, e.g. ``mlstack-init-1a2b3c4d``:
+    the image prefix first, so the resources a test creates are easy to tell apart."""
+    return f"{image_settings()['MLSTACK_IMAGE_PREFIX']}-{purpose}-{secrets.token_hex(4)}"

@@ -8,7 +8,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.helpers import IMAGE_NAMES, image_settings
+from tests.helpers import IMAGE_NAMES, REPO_ROOT, image_settings
 
 # The lock files each image installs, in /opt/mlstack/locks
 LOCKS = {
@@ -16,9 +16,10 @@ LOCKS = {
     "science": ["base", "science"],
     "jupyter": ["base", "science", "jupyter"],
     "bash": ["base", "science"],
-    "mlflow": ["base", "mlflow"],
+    "mlflow": ["base", "science"],
 }
-PARENT = {"science": "base", "jupyter": "science", "bash": "science", "mlflow": "base"}
+PARENT = {"science": "base", "jupyter": "science", "bash": "science", "mlflow": "science"}
+IMAGES_DIR = REPO_ROOT / "images"
 CHECK_LOCKED_PACKAGES = (Path(__file__).parent / "check_locked_packages.py").read_text()
 
 
@@ -98,7 +99,42 @@ def test_built_on_its_parent_image(docker_client, built_images, name):
     assert child[: len(parent)] == parent and len(child) > len(parent)
 
 
-def test_mlflow_server_is_not_built_on_the_science_layer(docker_client, built_images):
-    server = docker_client.images.get(built_images["mlflow"]).attrs["RootFS"]["Layers"]
-    science = docker_client.images.get(built_images["science"]).attrs["RootFS"]["Layers"]
-    assert server[: len(science)] != science
+def test_the_tracking_server_adds_no_python_package_to_the_science_layer(
+    docker_client, built_images
+):
+    # One science layer under all three services: the server's packages come from science
+    freeze = ["python", "-m", "pip", "freeze", "--all"]
+    server = output_of(docker_client, built_images["mlflow"], freeze)
+    science = output_of(docker_client, built_images["science"], freeze)
+    assert server == science
+    assert "mlflow==" in server
+
+
+def pins(lock: Path) -> dict[str, str]:
+    """``name==version`` lines of a lock file, as {name: version} (markers dropped)."""
+    found = {}
+    for line in lock.read_text().splitlines():
+        requirement = line.split(";", 1)[0].split("#", 1)[0].strip()
+        if "==" in requirement:
+            name, version = requirement.split("==", 1)
+            found[name.strip().lower()] = version.strip()
+    return found
+
+
+def test_one_lock_file_pins_the_shared_packages_and_mlflow_once():
+    locks = sorted(path.parent.name for path in IMAGES_DIR.glob("*/requirements.lock"))
+    assert locks == ["base", "jupyter", "science"]
+    science = pins(IMAGES_DIR / "science/requirements.lock")
+    # jupyter's lock is compiled against science's: a package both have is pinned the same
+    jupyter = pins(IMAGES_DIR / "jupyter/requirements.lock")
+    assert {name: jupyter[name] for name in jupyter.keys() & science.keys()} == {
+        name: science[name] for name in jupyter.keys() & science.keys()
+    }
+    # The MLflow version is written once, in science's requirements.in
+    pinned_in = [
+        path.parent.name
+        for path in IMAGES_DIR.glob("*/requirements.in")
+        if any(line.startswith("mlflow") and "==" in line for line in path.read_text().split())
+    ]
+    assert pinned_in == ["science"]
+    assert {"mlflow", "mlflow-skinny", "numpy", "pandas", "scikit-learn"} <= science.keys()

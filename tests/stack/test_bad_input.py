@@ -5,6 +5,7 @@ a bad option to train.py, a tracking server that is down, a full disk."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 from pathlib import Path
@@ -115,6 +116,54 @@ def test_make_up_with_a_missing_env_file_names_it(tmp_path):
     result = run(["make", "--no-print-directory", "up"], project, timeout=120)
     assert result.returncode != 0
     assert "env/stack.env not found" in one_error_line(result.stderr)
+
+
+def test_an_emptied_jupyter_token_gets_advice_that_works(tmp_path):
+    project = copy_project(tmp_path / "project")
+    assert run(["make", "--no-print-directory", ".env"], project).returncode == 0
+    env_file = project / ".env"
+    kept = {
+        line for line in env_file.read_text().splitlines() if not line.startswith("JUPYTER_TOKEN=")
+    }
+    env_file.write_text(
+        re.sub(r"^JUPYTER_TOKEN=.*$", "JUPYTER_TOKEN=", env_file.read_text(), flags=re.M)
+    )
+    result = run(["make", "--no-print-directory", "up"], project, timeout=120)
+    assert result.returncode != 0
+    line = one_error_line(result.stderr)
+    assert "JUPYTER_TOKEN" in line and "run 'make .env'" in line
+    # The advice, followed: a new token, everything else as it was
+    followed = run(["make", "--no-print-directory", ".env"], project)
+    assert followed.returncode == 0, followed.stderr
+    token = re.search(r"^JUPYTER_TOKEN=(\S*)$", env_file.read_text(), re.M)[1]
+    assert len(token) == 48
+    assert kept <= set(env_file.read_text().splitlines())
+    config = run(["docker", "compose", "config", "--quiet"], project)
+    assert config.returncode == 0, config.stderr
+
+
+def test_extra_ca_certs_given_once_is_remembered_and_never_dropped_when_unset(
+    tmp_path, built_images, docker_client
+):
+    project = copy_project(tmp_path / "project")
+    bundle = tmp_path / "proxy-ca.pem"
+    bundle.write_text("# the proxy's CA bundle (only remembered here, never built)\n")
+    env = {key: value for key, value in os.environ.items() if key != "EXTRA_CA_CERTS"}
+    given = run(["make", "--no-print-directory", ".env", f"EXTRA_CA_CERTS={bundle}"], project, env)
+    assert given.returncode == 0, given.stderr
+    assert f"EXTRA_CA_CERTS={bundle}" in (project / ".env").read_text().splitlines()
+
+    # A new shell without the setting, and a .env without it: the base image stays as it is
+    # (its certificates are kept), not rebuilt without the proxy's CA
+    lines = (project / ".env").read_text().splitlines()
+    (project / ".env").write_text(
+        "".join(f"{line}\n" for line in lines if not line.startswith("EXTRA_CA_CERTS="))
+    )
+    base = docker_client.images.get(built_images["base"]).id
+    result = run(["scripts/build.sh", "base"], project, env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"build: {built_images['base']} step" not in result.stdout, result.stdout
+    assert docker_client.images.get(built_images["base"]).id == base
 
 
 def test_the_stack_under_test_lives_in_a_path_with_spaces(stack):

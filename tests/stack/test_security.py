@@ -4,13 +4,22 @@ only in .env, MLflow's Host and Origin checks, non-root hardened containers, opt
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import re
 import stat
 
 import pytest
 import requests
 
-from tests.helpers import IMAGE_NAMES, copy_project, image_ref, run
+from tests.helpers import (
+    IMAGE_NAMES,
+    PROJECT_SERVICES,
+    copy_project,
+    image_ref,
+    project_image_ref,
+    run,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -54,14 +63,18 @@ def test_env_is_private_ignored_by_git_and_its_token_random_per_project(stack, t
 
 def test_the_token_is_in_no_image_config_history_or_layer(docker_client, stack):
     token = stack.token().encode()
-    for name in IMAGE_NAMES:
-        image = docker_client.images.get(image_ref(name))
-        assert token not in json.dumps(image.attrs).encode(), name
-        assert token not in json.dumps(image.history()).encode(), name
+    # The stack's shared images and the project's own
+    refs = [image_ref(name) for name in IMAGE_NAMES]
+    refs += [project_image_ref(stack.project, service) for service in PROJECT_SERVICES]
+    for ref in refs:
+        image = docker_client.images.get(ref)
+        assert token not in json.dumps(image.attrs).encode(), ref
+        assert token not in json.dumps(image.history()).encode(), ref
     # The images Jupyter and the runner run: every byte of every layer
-    for name in ("jupyter", "bash"):
+    for service in PROJECT_SERVICES:
+        name = project_image_ref(stack.project, service)
         tail = b""
-        for chunk in docker_client.images.get(image_ref(name)).save(chunk_size=1 << 20):
+        for chunk in docker_client.images.get(name).save(chunk_size=1 << 20):
             assert token not in tail + chunk, name
             tail = chunk[-len(token) :]
 
@@ -120,31 +133,62 @@ def test_containers_are_non_root_hardened_and_mlflow_read_only(docker_client, st
     assert attempt.exit_code != 0 and b"Read-only file system" in attempt.output
 
 
-def test_optional_auth_answers_401_and_the_stack_logs_with_its_credentials(stack):
+def setting(stack, key: str) -> str:
+    """A value of the stack's .env (written by make)."""
+    return re.search(rf"^{key}=(\S*)$", (stack.directory / ".env").read_text(), re.M)[1]
+
+
+def run_user(stack, run_name: str, auth: tuple[str, str] | None = None) -> str:
+    """Train a run named ``run_name``; return its user as MLflow's REST API gives it (the
+    ``mlflow.user`` tag: "Created by" in the UI)."""
+    result = stack.compose(
+        "run", "--rm", "bash", "python", "train.py", "--n-estimators", "5", "--run-name", run_name
+    )
+    assert result.returncode == 0, result.stderr
+    run_id = re.search(r"^run ([0-9a-f]{32})", result.stdout, re.M)[1]
+    got = requests.get(
+        f"{stack.urls['mlflow']}/api/2.0/mlflow/runs/get",
+        params={"run_id": run_id},
+        auth=auth,
+        timeout=10,
+    )
+    assert got.status_code == 200 and got.json()["run"]["info"]["run_name"] == run_name
+    return {tag["key"]: tag["value"] for tag in got.json()["run"]["data"]["tags"]}["mlflow.user"]
+
+
+def test_runs_record_the_host_users_name_not_admin(stack):
+    user = setting(stack, "MLSTACK_USER")
+    # make took it from the host user who ran it (the environment may name another)
+    assert user == os.environ.get("MLSTACK_USER", pwd.getpwuid(os.getuid()).pw_name)
+    assert run_user(stack, "user-without-auth") == user != "admin"
+
+
+def test_optional_auth_answers_401_and_the_stack_logs_in_as_the_host_user(stack):
     set_setting(stack, "MLSTACK_MLFLOW_AUTH", "true")
     try:
         stack.up()
         url = stack.urls["mlflow"]
         search = f"{url}/api/2.0/mlflow/experiments/search"
-        password = re.search(
-            r"^MLFLOW_ADMIN_PASSWORD=(\S+)$", (stack.directory / ".env").read_text(), re.M
-        )[1]
+        user, password = setting(stack, "MLSTACK_USER"), setting(stack, "MLFLOW_ADMIN_PASSWORD")
         assert len(password) >= 12
         assert requests.get(search, params={"max_results": 1}, timeout=10).status_code == 401
-        wrong = requests.get(search, params={"max_results": 1}, auth=("admin", "wrong"), timeout=10)
+        wrong = requests.get(search, params={"max_results": 1}, auth=(user, "wrong"), timeout=10)
         assert wrong.status_code == 401
-        result = stack.compose(
-            "run", "--rm", "bash", "python", "train.py", "--n-estimators", "5", "--run-name", "auth"
-        )
-        assert result.returncode == 0, result.stderr
-        run_id = re.search(r"^run ([0-9a-f]{32})", result.stdout, re.M)[1]
-        got = requests.get(
-            f"{url}/api/2.0/mlflow/runs/get",
-            params={"run_id": run_id},
-            auth=("admin", password),
-            timeout=10,
-        )
-        assert got.status_code == 200 and got.json()["run"]["info"]["run_name"] == "auth"
+        # The logged-in user is the run's user
+        assert run_user(stack, "auth", auth=(user, password)) == user
     finally:
         set_setting(stack, "MLSTACK_MLFLOW_AUTH", "false")
         stack.up()
+
+
+def test_jupyterlab_makes_no_calls_home(stack):
+    base = stack.urls["jupyter"].split("/lab")[0]
+    headers = {"Authorization": f"token {stack.token()}"}
+    plugin = "@jupyterlab/apputils-extension:notification"
+    settings = requests.get(f"{base}/lab/api/settings/{plugin}", headers=headers, timeout=10)
+    assert settings.status_code == 200, settings.text
+    defaults = {k: v.get("default") for k, v in settings.json()["schema"]["properties"].items()}
+    # "false": never fetch the news, and never ask on first open whether to
+    assert defaults["fetchNews"] == "false" and defaults["checkForUpdates"] is False
+    news = requests.get(f"{base}/lab/api/news", headers=headers, timeout=10)
+    assert news.status_code == 200 and news.json() == {"news": []}

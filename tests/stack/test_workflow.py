@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import mlflow
 import pytest
@@ -108,3 +109,44 @@ def test_committed_notebooks_carry_no_outputs(notebook):
     cells = json.loads(notebook.read_text())["cells"]
     code = [cell for cell in cells if cell["cell_type"] == "code"]
     assert code and all(not c["outputs"] and c["execution_count"] is None for c in code)
+
+
+def test_make_logs_shows_the_servers_requests_but_not_its_healthchecks(stack):
+    # The healthcheck probes /health once a second: a few seconds give several probes
+    time.sleep(3)
+    search = f"{stack.urls['mlflow']}/api/2.0/mlflow/experiments/search"
+    assert requests.get(search, params={"max_results": 1}, timeout=10).status_code == 200
+    deadline = time.monotonic() + 30
+    while True:
+        logs = stack.compose("logs", "--no-color", "mlflow").stdout
+        if "/api/2.0/mlflow/experiments/search" in logs or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert "/api/2.0/mlflow/experiments/search" in logs, logs[-3000:]
+    # The container's own probes come from 127.0.0.1; a job's server check (from a sibling
+    # container) is a real request and stays
+    probes = [line for line in logs.splitlines() if "127.0.0.1:" in line and "/health" in line]
+    assert not probes, probes[:3]
+
+
+def test_jupyter_and_runner_get_a_large_shm_and_jupyterlab_shows_the_memory_limit(stack):
+    shm = stack.compose("run", "--rm", "--no-deps", "bash", "df", "-k", "--output=size", "/dev/shm")
+    assert shm.returncode == 0, shm.stderr
+    # Docker's default is 64 MB; the stack's default 1 GB (MLSTACK_SHM_SIZE)
+    assert int(shm.stdout.split()[-1]) * 1024 >= 2**30
+
+    env_file = stack.directory / ".env"
+    before = env_file.read_text()
+    env_file.write_text(before + "MLSTACK_MEMORY_LIMIT=3g\n")
+    try:
+        stack.up()
+        base = stack.urls["jupyter"].split("/lab")[0]
+        headers = {"Authorization": f"token {stack.token()}"}
+        metrics = requests.get(f"{base}/api/metrics/v1", headers=headers, timeout=10)
+        assert metrics.status_code == 200, metrics.text
+        # jupyter-resource-usage: the kernels' memory against the container's limit
+        assert metrics.json()["limits"]["memory"]["rss"] == 3 * 2**30
+        assert metrics.json()["rss"] > 0
+    finally:
+        env_file.write_text(before)
+        stack.up()

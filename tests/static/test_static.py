@@ -16,8 +16,17 @@ from tests.helpers import REPO_ROOT, IMAGE_NAMES, image_settings, run
 
 BIN = Path(sys.executable).parent
 DOCKERFILES = sorted(REPO_ROOT.glob("images/*/Dockerfile"))
+# Every bash script: scripts/, the images' (with or without .sh), CI's
 SHELL_SCRIPTS = sorted(
-    [*REPO_ROOT.glob("scripts/*.sh"), *REPO_ROOT.glob("images/*/*.sh"), REPO_ROOT / ".ci/run"]
+    [
+        *REPO_ROOT.glob("scripts/*.sh"),
+        *(
+            path
+            for path in REPO_ROOT.glob("images/*/*")
+            if path.is_file() and path.read_bytes().startswith(b"#!/usr/bin/env bash")
+        ),
+        REPO_ROOT / ".ci/run",
+    ]
 )
 
 
@@ -35,7 +44,8 @@ def test_python_code_is_black_formatted():
 
 
 def test_every_image_has_a_dockerfile():
-    assert sorted(p.parent.name for p in DOCKERFILES) == sorted(IMAGE_NAMES)
+    # The stack's shared images, and images/project for each project's own
+    assert sorted(p.parent.name for p in DOCKERFILES) == sorted([*IMAGE_NAMES, "project"])
 
 
 @pytest.mark.parametrize(
@@ -148,4 +158,4 @@ def test_make_alone_prints_a_description_for_every_target():
     makefile = (REPO_ROOT / "Makefile").read_text()
     phony = re.search(r"^\.PHONY:(.*)$", makefile, flags=re.MULTILINE).group(1).split()
     listed = set(re.findall(r"make (\S+)", result.stdout))
-    assert set(phony) - {"preflight"} <= listed, result.stdout
+    assert set(phony) - {"preflight", "FORCE"} <= listed, result.stdout

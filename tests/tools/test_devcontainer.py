@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import image_ref, run
-from tests.tools.conftest import Project, unique_name
+from tests.helpers import project_image_ref, run
+from tests.helpers import Project, unique_name
 
 pytestmark = pytest.mark.tools
 
@@ -34,13 +34,14 @@ def devcontainer(cli: Path, project: Project, *args: str, timeout: float = 600):
 
 @pytest.fixture
 def dev_container(devcontainer_cli, new_project, built_images) -> tuple[Project, dict]:
-    """A project copy opened as a dev container: `make .env`, then `devcontainer up`.
+    """A project copy opened as a dev container: `make build` (its own images and .env), then
+    `devcontainer up`.
 
     Returns:
         The project and the CLI's JSON result (outcome, containerId, remoteUser, ...).
     """
     project = new_project("devcontainer project", unique_name("devcontainer"))
-    made = project.make(".env")
+    made = project.make("build")
     assert made.returncode == 0, made.stderr
     result = devcontainer(devcontainer_cli, project, "up")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -65,7 +66,7 @@ def test_devcontainer_up_attaches_to_the_runner_with_mlflow_and_jupyter_beside_i
     assert set(services) == {"bash", "mlflow", "jupyter"}
     runner = services["bash"]
     assert runner.id == outcome["containerId"]
-    assert runner.attrs["Config"]["Image"] == image_ref("bash")
+    assert runner.attrs["Config"]["Image"] == project_image_ref(project.name, "bash")
     assert runner.attrs["Config"]["User"] == f"{test_uid}:{test_uid}"
     mounts = {m["Destination"]: m["Source"] for m in runner.attrs["Mounts"]}
     assert Path(mounts["/project"]) == project.directory

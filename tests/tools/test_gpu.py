@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.tools.conftest import unique_name
+from tests.helpers import unique_name
 
 pytestmark = pytest.mark.tools
 

@@ -1,7 +1,8 @@
-"""Starting a new project from the stack: `make init NAME=...` in a copy names its images and
-its compose project, after which its `make up` runs side by side with another stack (the
-test's own) without sharing a container, network, volume, image or port. Bad names get one
-clear error line and change nothing."""
+"""Starting a new project from the stack: `make init NAME=...` in a copy names its compose
+project and its own images, after which its `make up` runs side by side with another stack (the
+test's own) without sharing a container, network, volume, project image or port; only the
+stack's shared images (the tracking server's among them) are common. Bad names get one clear
+error line and change nothing."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ import docker
 import pytest
 import requests
 
-from tests.helpers import copy_project, run
-from tests.tools.conftest import Project, unique_name
+from tests.helpers import Project, copy_project, image_ref, project_image_ref, run, unique_name
 
 pytestmark = pytest.mark.tools
 
@@ -42,50 +42,36 @@ def up(project: Project, *options: str) -> str:
     return re.search(r"^MLflow:\s+(http\S+)$", result.stdout, re.M)[1]
 
 
-@pytest.fixture
-def named_images(docker_client):
-    """Collects image prefixes made by a test; their images are removed afterwards."""
-    prefixes: list[str] = []
-    yield prefixes
-    for prefix in prefixes:
-        # Untagging is allowed in any order; the last tag's removal deletes the image and the
-        # build's intermediate layers once no child needs them
-        for image in docker_client.images.list(filters={"reference": f"{prefix}/*"}):
-            for tag in image.tags:
-                docker_client.images.remove(tag)
-        assert docker_client.images.list(filters={"reference": f"{prefix}/*"}) == []
-
-
 def test_make_init_gives_a_copy_its_own_stack_beside_another_one(
-    named_images, new_project, built_images, docker_client
+    new_project, built_images, docker_client
 ):
-    # named_images comes first: set up first, torn down last, after the stacks are down
     own = new_project("own", unique_name("own"))
-    # The images are built (built_images); -o build: make up without rebuilding them in a copy
-    own_mlflow = up(own, "-o", "build")
+    own_mlflow = up(own)
     before = stack_resources(docker_client, own)
 
     # The new project: a fresh clone as its user has it, no names from the test's environment
     name = unique_name("init")
-    named_images.append(name)
-    copy = new_project(
-        "mlstack", None, {"COMPOSE_PROJECT_NAME": None, "MLSTACK_IMAGE_PREFIX": None}
-    )
+    copy = new_project("mlstack", None, {"COMPOSE_PROJECT_NAME": None})
+    images_env = (copy.directory / "env/images.env").read_text()
     result = copy.make("init", f"NAME={name}")
     assert result.returncode == 0, result.stderr
-    assert f"MLSTACK_IMAGE_PREFIX={name}\n" in (copy.directory / "env/images.env").read_text()
+    assert f"images {name}-jupyter and {name}-bash" in result.stdout
     assert copy.name == name
+    # The stack's settings are not the project's to change
+    assert (copy.directory / "env/images.env").read_text() == images_env
     copy_mlflow = up(copy)
 
     own_after = stack_resources(docker_client, own)
     copy_resources = stack_resources(docker_client, copy)
     # The first stack was left alone: the same containers, still running
     assert own_after == before
+    shared = {image_ref("mlflow")}
     for kind, own_values in own_after.items():
         assert own_values and copy_resources[kind], kind
-        assert not own_values & copy_resources[kind], kind
+        common = own_values & copy_resources[kind]
+        assert common == (shared if kind == "images" else set()), kind
     assert copy_resources["volumes"] == {f"{name}_mlflow-data"}
-    assert {image.split("/")[0] for image in copy_resources["images"]} == {name}
+    assert copy_resources["images"] - shared == {project_image_ref(name, "jupyter")}
     for url in (own_mlflow, copy_mlflow):
         assert requests.get(f"{url}/health", timeout=10).text.strip() == "OK"
 
@@ -93,11 +79,11 @@ def test_make_init_gives_a_copy_its_own_stack_beside_another_one(
 @pytest.mark.parametrize("name", ["", "My_Project", "-starts-with-a-dash", "ends-", "a b"])
 def test_make_init_refuses_a_bad_name_with_one_line_and_changes_nothing(tmp_path, name):
     directory = copy_project(tmp_path / "project")
-    images_env = (directory / "env/images.env").read_text()
+    before = {path: (directory / path).read_text() for path in ("env/images.env", "compose.yaml")}
     result = run(["make", "--no-print-directory", "init", f"NAME={name}"], directory)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, result.stderr
     assert "lowercase letters, digits and dashes" in errors[0]
-    assert (directory / "env/images.env").read_text() == images_env
+    assert {path: (directory / path).read_text() for path in before} == before
     assert not (directory / ".env").exists()
