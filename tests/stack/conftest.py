@@ -43,6 +43,27 @@ class Stack(Project):
         assert set(found) == {"MLflow", "Jupyter"}, result.stdout
         self.urls = {"mlflow": found["MLflow"], "jupyter": found["Jupyter"]}
 
+    def execute_notebook(self, path: str, *options: str) -> subprocess.CompletedProcess[str]:
+        """Execute a notebook of the project folder in a real kernel of the jupyter container
+        (`jupyter nbconvert --execute`, as the container's user), never raising on failure.
+
+        Args:
+            path: the notebook, relative to the project folder.
+            options: more nbconvert options, e.g. ``--stdout`` or ``--output-dir /tmp``.
+        """
+        return self.compose(
+            "exec",
+            "-T",
+            "jupyter",
+            "jupyter",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            path,
+            *options,
+        )
+
     def token(self) -> str:
         """The Jupyter token make wrote into this project's .env."""
         return re.search(r"^JUPYTER_TOKEN=(\S+)$", (self.directory / ".env").read_text(), re.M)[1]

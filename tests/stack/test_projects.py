@@ -140,18 +140,7 @@ def test_percent_pip_install_in_a_notebook_kernel_imports_in_the_same_kernel(sta
     path.write_text(json.dumps(notebook))
     try:
         # A real kernel of the jupyter container, run by nbclient as the container's user
-        result = stack.compose(
-            "exec",
-            "-T",
-            "jupyter",
-            "jupyter",
-            "nbconvert",
-            "--to",
-            "notebook",
-            "--execute",
-            "--stdout",
-            "pip-probe.ipynb",
-        )
+        result = stack.execute_notebook("pip-probe.ipynb", "--stdout")
     finally:
         path.unlink()
     assert result.returncode == 0, result.stderr[-3000:]

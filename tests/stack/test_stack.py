@@ -158,19 +158,7 @@ def test_jupyter_refuses_requests_without_the_token(stack, path):
 
 
 def test_notebook_executed_in_jupyter_logs_a_run(stack, tracking):
-    result = stack.compose(
-        "exec",
-        "-T",
-        "jupyter",
-        "jupyter",
-        "nbconvert",
-        "--to",
-        "notebook",
-        "--execute",
-        "notebooks/explore_wine.ipynb",
-        "--output-dir",
-        "/tmp",
-    )
+    result = stack.execute_notebook("notebooks/explore_wine.ipynb", "--output-dir", "/tmp")
     assert result.returncode == 0, result.stderr[-3000:]
     experiment = tracking.get_experiment_by_name("mlstack-demo")
     runs = tracking.search_runs(
