@@ -95,7 +95,7 @@ clean: preflight .env ## Remove containers, networks, this project's old images,
 config: preflight .env ## Print the merged compose configuration (GPU=1: with compose.gpu.yaml)
 	@$(COMPOSE) $(ALL_PROFILES) config
 
-init: ## Start your own project from this one: name its images and compose project (NAME=...)
+init: ## Start your own project from this one: name its compose project, images and package (NAME=...)
 	@scripts/init.sh "$(NAME)"
 
 hooks: $(VENV)/.installed ## Install the pre-commit git hook (black, hadolint, shellcheck, yamllint, ...)

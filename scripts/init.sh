@@ -17,6 +17,18 @@ if ! [[ "$name" =~ ^[a-z0-9]([a-z0-9-]*[a-z0-9])?$ ]]; then
   exit 2
 fi
 
+# The project's package, src/<name with underscores>: a Python name cannot hold a dash
+package="${name//-/_}"
+if [[ "$package" =~ ^[0-9] ]]; then
+  echo "error: '$name' starts with a digit, which the name of its Python package cannot; start it with a letter, for example 'p$name'" >&2
+  exit 2
+fi
+mapfile -t packages < <(find src -mindepth 2 -maxdepth 2 -name __init__.py -printf '%h\n' 2>/dev/null | sort)
+if [ "${#packages[@]}" -gt 1 ] && [ ! -d "src/$package" ]; then
+  echo "error: src/ holds ${#packages[@]} packages (${packages[*]}); make init renames only one, so rename yours by hand" >&2
+  exit 1
+fi
+
 # A stack still running under the old name would be orphaned by the rename
 if [ -f .env ] && command -v docker >/dev/null && docker info >/dev/null 2>&1; then
   old="$(sed -n 's/^COMPOSE_PROJECT_NAME=//p' .env | tail -n 1)"
@@ -35,6 +47,21 @@ COMPOSE_PROJECT_NAME="$name" scripts/env.sh >/dev/null
 # shellcheck source=SCRIPTDIR/settings.sh
 . scripts/settings.sh
 echo "init: project '$name': compose project $name, images $name-jupyter and $name-bash:$MLSTACK_VERSION on the stack's $MLSTACK_IMAGE_PREFIX/* images"
+# Rename the package and every import of it in the project's own files (project-files.txt)
+old="${packages[0]:-}"
+old="${old#src/}"
+if [ -n "$old" ] && [ "$old" != "$package" ]; then
+  mv "src/$old" "src/$package"
+  mapfile -t owned < <(sed -e '/^#/d' -e '/^$/d' -e 's|/$||' project-files.txt)
+  for path in "${owned[@]}"; do
+    [ -e "$path" ] || continue
+    {
+      grep -rlwZ --include='*.py' --include='*.ipynb' --include='*.md' --include='*.ini' \
+        --include='*.toml' --include='*.cfg' -e "$old" -- "$path" || true
+    } | xargs -0 --no-run-if-empty sed -i "s/\b$old\b/$package/g"
+  done
+  echo "init: package src/$package (was src/$old), its imports renamed; commit the change"
+fi
 echo "init: next, 'make up'"
 if [ -n "${COMPOSE_PROJECT_NAME:-}" ] && [ "$COMPOSE_PROJECT_NAME" != "$name" ]; then
   echo "warning: COMPOSE_PROJECT_NAME=$COMPOSE_PROJECT_NAME in your environment overrides .env; unset it" >&2

@@ -111,7 +111,7 @@ def test_training_run_has_its_params_metrics_and_a_host_url(stack, training_run)
         params={"experiment_id": experiment_id},
         timeout=10,
     ).json()["experiment"]
-    env_file = (stack.directory / "env/stack.env").read_text()
+    env_file = (stack.directory / "env/project.env").read_text()
     assert f"MLFLOW_EXPERIMENT_NAME={experiment['name']}" in env_file
 
 

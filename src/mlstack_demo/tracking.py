@@ -1,0 +1,307 @@
+"""The MLflow plumbing every entry point and notebook shares, so that they read as ML: the
+settings, the server check, runs with their user and host URL, logging data sets and models,
+and errors turned into one line.
+
+Settings come from the environment (compose passes env/stack.env and env/project.env to the
+containers), else from those files, then from ``.mlstack/urls.env``, which `make up` writes
+with the host's URLs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import getpass
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator
+from urllib.parse import urlparse
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+# The stack's settings, the project's, then the URLs `make up` found on the host
+SETTINGS_FILES = (
+    PROJECT_DIR / "env" / "stack.env",
+    PROJECT_DIR / "env" / "project.env",
+    PROJECT_DIR / ".mlstack" / "urls.env",
+)
+
+
+class JobError(RuntimeError):
+    """A failure the user can act on, said in one line (an entry point prints ``error: ...``)."""
+
+
+class TrackingServerError(JobError):
+    """The MLflow tracking server could not be reached or refused a request."""
+
+
+def load_settings() -> None:
+    """Put the settings files' values into ``os.environ``; a variable already set (by compose,
+    or by the user) wins."""
+    from dotenv import load_dotenv
+
+    for settings in SETTINGS_FILES:
+        if os.access(settings, os.R_OK):
+            load_dotenv(settings, override=False)
+
+
+def setting(name: str, default: str | None = None) -> str | None:
+    """One setting from the environment (see :func:`load_settings`), or ``default``."""
+    return os.environ.get(name) or default
+
+
+def number_setting(name: str, default: float) -> float:
+    """A setting that must be a number, or ``default`` when unset.
+
+    Raises:
+        JobError: when the value is not a number.
+    """
+    text = setting(name, str(default))
+    try:
+        return float(text)
+    except ValueError:
+        raise JobError(f"{name}={text} is not a number; fix it in env/project.env") from None
+
+
+def check_tracking_server(tracking_uri: str, timeout: float = 10.0) -> None:
+    """Fail fast, in one line, when an HTTP tracking server does not answer ``/health``.
+
+    Args:
+        tracking_uri: the tracking URI (``MLFLOW_TRACKING_URI``); non-HTTP URIs are not checked.
+        timeout: seconds to wait for the answer.
+
+    Raises:
+        TrackingServerError: when the server cannot be reached or is not healthy.
+    """
+    if urlparse(tracking_uri).scheme not in ("http", "https"):
+        return
+    import requests
+
+    try:
+        response = requests.get(f"{tracking_uri.rstrip('/')}/health", timeout=timeout)
+    except requests.RequestException as error:
+        raise TrackingServerError(
+            f"the MLflow tracking server at {tracking_uri} is not reachable "
+            f"({type(error).__name__}); start the stack with 'make up'"
+        ) from None
+    if response.status_code != 200:
+        raise TrackingServerError(
+            f"the MLflow tracking server at {tracking_uri} answered /health with "
+            f"HTTP {response.status_code}; see 'make logs'"
+        )
+
+
+def run_url(experiment_id: str, run_id: str) -> str | None:
+    """The run's page in the MLflow UI as the user opens it on the host.
+
+    Returns:
+        ``<MLSTACK_MLFLOW_URL>/#/experiments/<id>/runs/<id>``, with the host's mapped port that
+        `make up` wrote to ``.mlstack/urls.env``; ``None`` when that URL is not known.
+    """
+    ui_url = setting("MLSTACK_MLFLOW_URL")
+    if not ui_url:
+        return None
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def open_line(run: Any) -> str:
+    """The line entry points print to lead the user to ``run`` (an ``mlflow.ActiveRun``)."""
+    url = run_url(run.info.experiment_id, run.info.run_id)
+    return f"open: {url}" if url else "open it at the MLflow URL that 'make urls' prints"
+
+
+def run_user() -> str:
+    """Who runs the job: the host user compose passes as ``USER`` (``MLSTACK_USER`` in .env),
+    also under a UID without an entry in the image's /etc/passwd."""
+    try:
+        return getpass.getuser()
+    except OSError:
+        return f"uid-{os.getuid()}"
+
+
+@contextlib.contextmanager
+def start_run(
+    run_name: str | None = None, experiment: str | None = None, nested: bool = False
+) -> Iterator[Any]:
+    """A run in ``experiment`` (default: ``MLFLOW_EXPERIMENT_NAME``) that records its user
+    ("Created by" in the UI); ended FINISHED, or FAILED when the block raises. ``nested``: a
+    child of the active run.
+
+    Yields:
+        The ``mlflow.ActiveRun``.
+
+    Raises:
+        mlflow.exceptions.MlflowException: when the server refuses to create the run.
+    """
+    import mlflow
+
+    mlflow.set_experiment(experiment or setting("MLFLOW_EXPERIMENT_NAME", "Default"))
+    run = mlflow.start_run(run_name=run_name, nested=nested, tags={"mlflow.user": run_user()})
+    try:
+        yield run
+    except BaseException:
+        # Mark the run failed if the server still answers; the error itself is what matters
+        with contextlib.suppress(Exception):
+            mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run()
+
+
+def log_dataset(dataset: Any, context: str = "training", attempts: int = 3) -> None:
+    """Log a data set (``mlflow.data.from_pandas(...)``) as an input of the active run.
+
+    Two runs that log the same data set at the same moment race in the tracking server, and
+    the loser gets a UNIQUE-constraint error (the row the winner just wrote): retrying links the
+    run to that row.
+
+    Raises:
+        mlflow.exceptions.MlflowException: when the server refuses for another reason, or
+            ``attempts`` times.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(1, attempts + 1):
+        try:
+            mlflow.log_input(dataset, context=context)
+            return
+        except MlflowException as error:
+            if "UNIQUE constraint failed: datasets" not in str(error) or attempt == attempts:
+                raise
+
+
+def log_sklearn_model(
+    model: Any, x_train: Any, input_example: Any, registered_model_name: str | None = None
+) -> Any:
+    """Log a fitted scikit-learn model to the active run, with a signature inferred from
+    ``x_train`` (shape (rows, features)) and its predictions.
+
+    Returns:
+        MLflow's ``ModelInfo`` (``model_uri``, ``registered_model_version``, ...).
+
+    Raises:
+        mlflow.exceptions.MlflowException: when the server refuses the model.
+    """
+    import mlflow
+    import skops.io
+    from mlflow.models import infer_signature
+
+    # The labels are class numbers: integers without missing values are what we mean
+    warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+    # MLflow saves scikit-learn models with skops, which loads only the types it is told to
+    # trust: declare exactly the types of this model, which we built ourselves
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    return mlflow.sklearn.log_model(
+        model,
+        name="model",
+        signature=infer_signature(x_train, model.predict(x_train)),
+        input_example=input_example,
+        skops_trusted_types=trusted,
+        registered_model_name=registered_model_name,
+    )
+
+
+def error_message(error: BaseException) -> str:
+    """The one line that says what went wrong: MLflow wraps its clearest message ("Model is
+    missing inputs ['alcohol']") in longer ones, so the innermost MLflow error's first line,
+    else ``error``'s own."""
+    from mlflow.exceptions import MlflowException
+
+    innermost, seen = error, set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, MlflowException):
+            innermost = cause
+        cause = cause.__cause__ or cause.__context__
+    lines = str(innermost).strip().splitlines()
+    return lines[0] if lines else type(innermost).__name__
+
+
+def disk_full(error: BaseException) -> OSError | None:
+    """The "no space left on device" error behind ``error``, if any: MLflow and skops wrap the
+    OSError in errors of their own (followed through ``__cause__`` and ``__context__``)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def server_gone(error: BaseException) -> bool:
+    """Whether ``error`` means the tracking server stopped answering (MLflow's own message for
+    this is a long urllib3 retry trace)."""
+    from requests import RequestException
+
+    return isinstance(error, RequestException) or "Max retries exceeded" in str(error)
+
+
+@contextlib.contextmanager
+def failure(doing: str) -> Iterator[None]:
+    """Turn an MLflow or file error inside the block into a one-line :class:`JobError`,
+    ``"<doing>: <what MLflow said>"``; a full disk or a server that went away passes through
+    (:func:`run_job` says those)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except (MlflowException, OSError) as error:
+        if disk_full(error) or server_gone(error):
+            raise
+        raise JobError(f"{doing}: {error_message(error)}") from None
+
+
+def run_job(name: str, job: Callable[[Any], int | None]) -> int:
+    """Run an entry point's work with the project's logging, after checking the tracking
+    server, and turn every failure the user can act on into one ``error: ...`` line.
+
+    Args:
+        name: the job's name (``train`` for train.py): its logger, and what to run again.
+        job: called with the job's ``logging.Logger``; returns an exit status (``None``: 0).
+
+    Returns:
+        The exit status: the job's, or 1 after one ``error:`` line on stderr (also in
+        ``logs/jobs.log``) when a setting, the data, the tracking server or the disk fails.
+    """
+    # MLflow sets its loggers' levels when first imported: import it before the project's
+    # logging configuration, which quiets them to WARNING
+    import mlflow  # noqa: F401
+    from logging_config import setup_logging
+
+    try:
+        log = setup_logging(name)
+    except (ValueError, OSError) as error:
+        print(f"error: cannot set up logging: {error}", file=sys.stderr)
+        return 1
+    from mlflow.exceptions import MlflowException
+
+    from .data import DataError
+
+    tracking_uri = setting("MLFLOW_TRACKING_URI", "")
+    try:
+        check_tracking_server(tracking_uri)
+        return job(log) or 0
+    except (JobError, DataError) as error:
+        log.error("error: %s", error)
+    except Exception as error:
+        if full := disk_full(error):
+            where = full.filename or f"the temporary folder {tempfile.gettempdir()}"
+            log.error("error: no space left on the device of %s; free some space, retry", where)
+        elif server_gone(error):
+            log.error(
+                "error: the MLflow tracking server at %s stopped answering, so the job did not "
+                "finish; check 'make ps' and 'make logs', then run %s.py again",
+                tracking_uri,
+                name,
+            )
+        elif isinstance(error, MlflowException):
+            log.error(
+                "error: logging to MLflow at %s failed: %s", tracking_uri, error_message(error)
+            )
+        else:
+            raise
+    return 1
