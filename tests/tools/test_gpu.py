@@ -61,6 +61,9 @@ def test_compose_file_in_env_enables_the_gpu_override_for_plain_compose(project)
 
 
 def test_containers_are_created_with_an_nvidia_device_request(project, built_images, docker_client):
+    # The project's own images first (make build: the shared ones are up to date)
+    built = project.make("build", "IMAGES=project")
+    assert built.returncode == 0, built.stderr[-3000:]
     # Created, not started: starting needs the NVIDIA runtime (absent here, so Docker would
     # refuse with 'could not select device driver "nvidia"')
     result = project.compose(
