@@ -47,6 +47,14 @@ fi
 
 stack_ref() { echo "$MLSTACK_IMAGE_PREFIX/$1:$MLSTACK_VERSION"; }
 
+# One build at a time per project folder: builds share .build/ (the certificates in the build
+# context); a second one waits here (flock is in util-linux; elsewhere builds are not guarded)
+mkdir -p .build
+exec 9>.build/build.lock
+if command -v flock >/dev/null; then
+  flock 9
+fi
+
 # Extra CA certificates (EXTRA_CA_CERTS, from the environment or .env: a PEM file or a folder of
 # them) are copied into the build context, where base's Dockerfile adds them to the trust store.
 # Unset, the certificates the existing base image has are kept, so that a shell without the
