@@ -24,6 +24,16 @@ from tests.helpers import (
 )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the running stack (the session's ``stack`` fixture) goes to one
+    pytest-xdist worker, where they run in file order on one shared stack; the others are
+    spread over the workers."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("stack"))
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> docker.DockerClient:
     """A Docker SDK client for the engine the docker CLI would use (DOCKER_HOST or the socket)."""

@@ -196,6 +196,7 @@ def test_a_crashed_server_process_is_restarted_with_its_data(docker_client, stac
     assert snapshot_of_runs(stack) == finished_runs
 
 
+@pytest.mark.daemon_restart
 @pytest.mark.skipif(
     os.environ.get("MLSTACK_TEST_DAEMON_RESTART") != "1",
     reason="restarts the Docker daemon, stopping every container on it: set "
