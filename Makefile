@@ -28,7 +28,7 @@ ifeq ($(GPU),1)
 export COMPOSE_FILE := compose.yaml:compose.gpu.yaml
 endif
 
-.PHONY: FORCE help up down build ps logs urls shell train serve backup restore destroy test lint format clean lock bench preflight init config hooks
+.PHONY: FORCE help up down build ps logs urls shell train serve backup restore destroy test lint format clean lock bench preflight init config hooks check
 
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -79,6 +79,9 @@ restore: preflight .env ## Replace the MLflow data with a backup (FILE=backups/.
 
 destroy: preflight .env ## Delete the MLflow data volume, after a backup (asks, or CONFIRM=1)
 	@scripts/store.sh destroy
+
+check: preflight .env build ## The project's own checks in the runner: black --check and project_tests/ (seconds)
+	@scripts/check.sh
 
 test: $(VENV)/.installed ## Run the tests: static checks, each image, the stack end to end, the tools
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
