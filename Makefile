@@ -7,6 +7,8 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 # Images to build: all by default (make build IMAGES="project": only this project's own images)
 IMAGES ?=
+# Dask workers beside the stack (make up WORKERS=2; make up alone removes the cluster)
+WORKERS ?=
 # Options for train.py (make train ARGS="--n-estimators 200")
 ARGS ?=
 # The model to serve (make serve MODEL=models:/wine-classifier/1, or runs:/<run id>/model)
@@ -43,12 +45,12 @@ preflight:
 	@scripts/env.sh
 FORCE:
 
-up: preflight .env build ## Build if needed, start MLflow and Jupyter, wait until healthy, print URLs (GPU=1)
-	@scripts/up.sh
+up: preflight .env build ## Build if needed, start MLflow and Jupyter (WORKERS=N: a Dask cluster too), wait until healthy, print URLs
+	@scripts/up.sh "$(WORKERS)"
 
 down: preflight .env ## Stop and remove the containers (the MLflow data volume is kept)
 	@$(COMPOSE) $(ALL_PROFILES) down --remove-orphans
-	@rm -f .mlstack/urls.env
+	@rm -f .mlstack/urls.env .mlstack/dask.yaml
 
 build: preflight .env ## Build the stack's shared images and this project's own (IMAGES="..." for some of them)
 	@scripts/build.sh $(IMAGES)
@@ -59,7 +61,7 @@ ps: preflight .env ## Show the stack's containers and their health
 logs: preflight .env ## Follow the services' logs
 	@$(COMPOSE) logs --follow --tail 100
 
-urls: preflight .env ## Print the MLflow and Jupyter URLs
+urls: preflight .env ## Print the MLflow, Jupyter and Dask dashboard URLs
 	@scripts/urls.sh
 
 shell: preflight .env ## Open an interactive shell in the runner container

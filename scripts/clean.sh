@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # make clean: removes the project's containers and networks (all profiles; never the MLflow data
-# volume), this project's old images (its <project>-jupyter and -bash images of earlier builds
-# and stack versions, found by their mlstack.project label; the current ones stay), and the build
-# and runtime leftovers in the project folder. Says which images it removed.
+# volume), the Dask workers' spill volume, this project's old images (its <project>-jupyter and
+# -bash images of earlier builds and stack versions, found by their mlstack.project label; the
+# current ones stay), and the build and runtime leftovers in the project folder. Says which
+# images it removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 docker compose --profile '*' down --remove-orphans
 project="$(sed -n 's/^COMPOSE_PROJECT_NAME=//p' .env | tail -n 1)"
+# The Dask workers' scratch volume (what they spilled); never the MLflow data
+docker volume rm "${project}_dask-spill" >/dev/null 2>&1 || true
 version="$(sed -n 's/^MLSTACK_VERSION=//p' .env | tail -n 1)"
 current=()
 for service in jupyter bash; do

@@ -1,23 +1,45 @@
 #!/usr/bin/env bash
 # Starts mlflow and jupyter (images built first, by make), waits until both are healthy and
 # prints their URLs; if one is not healthy in time, says which and shows its logs.
+# Usage: scripts/up.sh [WORKERS]   WORKERS >= 1: also a Dask scheduler and that many workers
+# (rescaled when they run); none or 0: the project's Dask containers are removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+workers="${1:-0}"
+if ! [[ "$workers" =~ ^[0-9]+$ ]]; then
+  echo "error: WORKERS=$workers is not a number of Dask workers; use make up WORKERS=2, or make up for none" >&2
+  exit 2
+fi
+workers=$((10#$workers))
+
 services=(mlflow jupyter)
+options=()
+if [ "$workers" -gt 0 ]; then
+  services+=(dask-scheduler dask-worker)
+  options=(--scale "dask-worker=$workers")
+else
+  # No cluster: nothing of it left to cost memory (its spill volume stays)
+  docker compose --profile dask rm --stop --force dask-scheduler dask-worker >/dev/null 2>&1 || true
+fi
 wait_seconds="${MLSTACK_UP_TIMEOUT:-180}"
 
-if docker compose up --detach --wait --wait-timeout "$wait_seconds" "${services[@]}"; then
+if docker compose --profile dask up --detach --wait --wait-timeout "$wait_seconds" \
+  "${options[@]}" "${services[@]}"; then
   scripts/urls.sh
   exit 0
 fi
 for service in "${services[@]}"; do
-  id="$(docker compose ps --all --quiet "$service")"
-  state="$(docker inspect --format '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id" 2>/dev/null || echo "not created")"
-  if [ "$state" != "running healthy" ]; then
-    echo "---- last logs of $service ----" >&2
-    docker compose logs --no-color --tail 40 "$service" >&2 || true
-    echo "error: service $service is not healthy ($state); see 'make logs'" >&2
-  fi
+  for id in $(docker compose --profile dask ps --all --quiet "$service"); do
+    state="$(docker inspect --format '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id" 2>/dev/null || echo "not created")"
+    if [ "$state" != "running healthy" ]; then
+      echo "---- last logs of $service ----" >&2
+      docker compose --profile dask logs --no-color --tail 40 "$service" >&2 || true
+      echo "error: service $service is not healthy ($state); see 'make logs'" >&2
+      break
+    fi
+  done
+  [ -n "$(docker compose --profile dask ps --all --quiet "$service")" ] ||
+    echo "error: service $service was not created; see the messages above" >&2
 done
 exit 1

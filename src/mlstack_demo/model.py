@@ -1,5 +1,6 @@
 """The model, in one place: a random forest classifier of the wine cultivars, grown a few trees
-at a time so that training can record a learning curve."""
+at a time so that training can record a learning curve, and the grid search over its
+hyperparameters that sweep.py runs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 # The column predictions get in predict.py's output
 PREDICTION = "prediction"
@@ -72,3 +74,31 @@ def add_predictions(model: Any, frame: pd.DataFrame) -> pd.DataFrame:
     """
     predictions = model.predict(frame)
     return frame.assign(**{PREDICTION: list(predictions)})
+
+
+def build_search(
+    grid: dict[str, list[Any]], folds: int = 5, random_state: int = 42
+) -> GridSearchCV:
+    """An unfitted grid search over :func:`build_model`'s forest: every combination of
+    ``grid``'s values, each scored by ``folds``-fold stratified cross-validation (accuracy, the
+    one that picks the best, and macro F1), then the best refitted on all rows.
+
+    Args:
+        grid: the forest's parameters to try, e.g. ``{"n_estimators": [50, 100],
+            "max_depth": [3, 6]}``; ``None`` in ``max_depth`` means no limit.
+        folds: the number of cross-validation folds (at least 2).
+        random_state: the seed of the forests and of the folds' shuffle.
+
+    Returns:
+        A ``GridSearchCV`` whose fits joblib runs in parallel (``n_jobs=-1``: every local core,
+        or every worker thread under joblib's ``dask`` backend).
+    """
+    return GridSearchCV(
+        build_model(random_state=random_state),
+        grid,
+        scoring={"accuracy": "accuracy", "f1_macro": "f1_macro"},
+        refit="accuracy",
+        cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state),
+        n_jobs=-1,
+        return_train_score=True,
+    )
