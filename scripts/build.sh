@@ -135,9 +135,11 @@ build_image() { # build_image NAME [SERVICE]: one image; SERVICE for the project
   if [ -n "$(git status --porcelain -- "${inputs[@]}" 2>/dev/null)" ]; then
     revision="${revision:-uncommitted}-dirty"
   fi
-  # The image of the same name, when present, seeds the cache: the classic builder only reuses
-  # layers of images it built itself, not of images restored with `docker load` (CI's cache)
-  if docker image inspect "$image" >/dev/null 2>&1; then
+  # A shared image of the same name, when present, seeds the cache: the classic builder only
+  # reuses layers of images it built itself, not of images restored with `docker load` (CI's
+  # cache). Not for the project's images: --cache-from limits the cache to that one image, so a
+  # reverted requirements.txt would rebuild instead of reusing its earlier layers.
+  if [ -z "$service" ] && docker image inspect "$image" >/dev/null 2>&1; then
     extra+=(--cache-from "$image")
   fi
   local log=".build/logs/${image//[\/:]/_}.log"

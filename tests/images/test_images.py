@@ -138,3 +138,18 @@ def test_one_lock_file_pins_the_shared_packages_and_mlflow_once():
     ]
     assert pinned_in == ["science"]
     assert {"mlflow", "mlflow-skinny", "numpy", "pandas", "scikit-learn"} <= science.keys()
+
+
+@pytest.mark.parametrize("name", IMAGE_NAMES)
+def test_the_venv_is_group_writable_but_debians_python_is_not(docker_client, built_images, name):
+    # The group users (which compose adds) may install into the venv, never change the
+    # interpreter the venv's python links to
+    probe = (
+        'stat -c "%G %A" /opt/venv/lib/python3*/site-packages "$(readlink -f /opt/venv/bin/python)"'
+    )
+    venv, interpreter = output_of(
+        docker_client, built_images[name], ["bash", "-c", probe]
+    ).splitlines()
+    assert venv.startswith("users drwxrws"), venv
+    group, mode = interpreter.split()
+    assert group == "root" and mode[5] == "-", interpreter
