@@ -418,14 +418,16 @@ def layers(ws: Workspace, ref: str) -> list[tuple[str, int, str]]:
 
 
 def own_bytes(per_image: dict[str, list[tuple[str, int, str]]]) -> dict[str, int]:
-    """Per image, the bytes of its layers that no other image of ``per_image`` has (image name
-    to its ``layers``)."""
-    owners: dict[str, set[str]] = {}
-    for name, image_layers in per_image.items():
+    """Per image, the bytes of the layers it adds to the image it is built on: those of its
+    layers that no image of ``per_image`` with fewer layers has (image name to its ``layers``;
+    base's own bytes include Debian's)."""
+    creator: dict[str, str] = {}
+    # From the tallest image down, so a layer ends up with the lowest image that has it
+    for name, image_layers in sorted(per_image.items(), key=lambda item: -len(item[1])):
         for identity, _, _ in image_layers:
-            owners.setdefault(identity, set()).add(name)
+            creator[identity] = name
     return {
-        name: sum(size for identity, size, _ in image_layers if owners[identity] == {name})
+        name: sum(size for identity, size, _ in image_layers if creator[identity] == name)
         for name, image_layers in per_image.items()
     }
 
@@ -433,7 +435,7 @@ def own_bytes(per_image: dict[str, list[tuple[str, int, str]]]) -> dict[str, int
 def disk_usage(ws: Workspace, results: Results) -> None:
     """Figure 8: the sizes of every image of the first project (the stack's shared images and
     its own two), their bytes together with shared layers counted once, each image's own bytes
-    (in no other of them) and the biggest layers. Figure 10, when the second project was built:
+    (see ``own_bytes``) and the biggest layers. Figure 10, when the second project was built:
     the bytes its two images add to those (layers not already present), and per image."""
     refs = ws.images()
     per_image = {name: layers(ws, ref) for name, ref in refs.items()}
@@ -467,9 +469,10 @@ def disk_usage(ws: Workspace, results: Results) -> None:
     results.second_project_image_bytes = {
         name: ws.client.images.get(ref).attrs["Size"] for name, ref in second_refs.items()
     }
-    results.second_project_own_bytes = own_bytes(per_image | second)
-    for name in per_image:
-        del results.second_project_own_bytes[name]
+    results.second_project_own_bytes = {
+        name: sum(size for identity, size, _ in image_layers if identity not in sizes)
+        for name, image_layers in second.items()
+    }
 
 
 # ---------------------------------------------------------------- the whole run

@@ -324,7 +324,10 @@ def breakdown_markdown(r: Results) -> str:
             f"{name} {size(r.image_bytes[name])} ({size(r.own_bytes[name])} its own)"
             for name in r.image_bytes
         )
-        items.append(f"8. image sizes: {parts}")
+        items.append(
+            f"8. image sizes (and the bytes of the layers each adds to the image it is built on; "
+            f"base: Debian included): {parts}"
+        )
         parts = "; ".join(
             f"{size(nbytes)} {name}: `{_short(created_by)}`"
             for name, nbytes, created_by in r.biggest_layers
@@ -348,12 +351,14 @@ def breakdown_markdown(r: Results) -> str:
     if r.second_project_image_bytes:
         parts = ", ".join(
             f"{name} {size(r.second_project_image_bytes[name])} "
-            f"({size(r.second_project_own_bytes[name])} its own)"
+            f"({size(r.second_project_own_bytes[name])} not already present)"
             for name in r.second_project_image_bytes
         )
         items.append(
             f"10. second project's images: {parts}; added to the first project's "
-            f"{size(r.unique_bytes)}: {size(r.second_project_added_bytes)}"
+            f"{size(r.unique_bytes)}: {size(r.second_project_added_bytes)}; its requirements.txt "
+            "is the template's plus a comment line, so its own layers are built, not taken from "
+            "the first project's cache"
         )
     for number, error in sorted(r.errors.items()):
         items.append(f"{number}. error: {error}")
