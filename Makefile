@@ -30,7 +30,7 @@ ifeq ($(GPU),1)
 export COMPOSE_FILE := compose.yaml:compose.gpu.yaml
 endif
 
-.PHONY: FORCE help up down build ps logs urls shell train serve backup restore destroy test lint format clean lock bench preflight init config hooks check
+.PHONY: FORCE help up down build ps logs urls shell train serve backup restore destroy test lint format clean lock bench preflight init config hooks check gc
 
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -78,6 +78,9 @@ backup: preflight .env ## Snapshot the MLflow data (runs, models, artifacts) int
 
 restore: preflight .env ## Replace the MLflow data with a backup (FILE=backups/...), backing up first
 	@scripts/store.sh restore "$(FILE)"
+
+gc: preflight .env ## After a backup, free the disk of runs deleted in the MLflow UI (mlflow gc); says how much
+	@scripts/gc.sh
 
 destroy: preflight .env ## Delete the MLflow data volume, after a backup (asks, or CONFIRM=1)
 	@scripts/store.sh destroy
