@@ -23,6 +23,8 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 # Your project's name, for make init (make init NAME=churn-model)
 NAME ?=
+# The stack version to check before merging it (make upgrade-check REF=mlstack/v0.2.0)
+REF ?=
 # GPU=1 adds compose.gpu.yaml (NVIDIA GPUs for jupyter and bash) to every compose call, the
 # scripts' included: Compose reads the files to merge from COMPOSE_FILE
 GPU ?=
@@ -30,7 +32,7 @@ ifeq ($(GPU),1)
 export COMPOSE_FILE := compose.yaml:compose.gpu.yaml
 endif
 
-.PHONY: FORCE help up down build ps logs urls shell train serve backup restore destroy test lint format clean lock bench preflight init config hooks check gc
+.PHONY: FORCE help up down build ps logs urls shell train serve backup restore destroy test lint format clean lock bench preflight init config hooks check gc upgrade-check
 
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -105,6 +107,9 @@ config: preflight .env ## Print the merged compose configuration (GPU=1: with co
 
 init: ## Start your own project from this one: name its compose project, images and package (NAME=...)
 	@scripts/init.sh "$(NAME)"
+
+upgrade-check: ## Before merging a newer stack version: check that REF=<tag> changes none of the project's files
+	@scripts/upgrade-check.sh "$(REF)"
 
 hooks: $(VENV)/.installed ## Install the pre-commit git hook (black, hadolint, shellcheck, yamllint, ...)
 	@$(VENV)/bin/pre-commit install
