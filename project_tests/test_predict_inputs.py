@@ -28,6 +28,8 @@ def model(tmp_path_factory):
         path,
         signature=infer_signature(x_train, fitted.predict(x_train)),
         skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(fitted)),
+        # Given, so MLflow does not infer them in a subprocess (seconds): not what is tested here
+        pip_requirements=["scikit-learn"],
     )
     return mlflow.pyfunc.load_model(str(path))
 
