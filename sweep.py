@@ -21,7 +21,7 @@ import time
 from typing import Any, Sequence
 
 from mlstack_demo import cluster, data, tracking
-from mlstack_demo.model import build_search
+from mlstack_demo.model import build_model, cross_validate_grid
 from train import positive_int
 
 
@@ -63,28 +63,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def plot_scores(search: Any):
+def plot_scores(results: Any, folds: int):
     """Cross-validated accuracy against the number of trees, one line per maximum depth (the
-    other parameters at their best), with the spread over the folds."""
+    other parameters at the best candidate's), with the spread over the folds."""
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    results = pd.DataFrame(search.cv_results_)
-    best = search.best_params_
-    others = results["param_min_samples_leaf"] == best["min_samples_leaf"]
+    table = pd.DataFrame(list(results["params"]), dtype=object).join(results.drop(columns="params"))
+    best = results.loc[results["rank"] == 1, "params"].iloc[0]
+    others = table["min_samples_leaf"] == best["min_samples_leaf"]
     figure, axes = plt.subplots(figsize=(6, 4))
-    for max_depth, rows in results[others].groupby("param_max_depth", dropna=False):
-        rows = rows.sort_values("param_n_estimators")
+    for max_depth, rows in table[others].groupby("max_depth", dropna=False):
+        rows = rows.sort_values("n_estimators")
         axes.errorbar(
-            rows["param_n_estimators"],
-            rows["mean_test_accuracy"],
-            yerr=rows["std_test_accuracy"],
+            rows["n_estimators"],
+            rows["cv_accuracy"],
+            yerr=rows["cv_accuracy_std"],
             marker="o",
             capsize=3,
             label=f"max_depth={max_depth}",
         )
     axes.set_xlabel("n_estimators (trees)")
-    axes.set_ylabel(f"accuracy ({search.n_splits_}-fold CV)")
+    axes.set_ylabel(f"accuracy ({folds}-fold CV)")
     axes.set_title("Wine: cross-validated accuracy by number of trees")
     axes.legend()
     return figure
@@ -110,7 +110,6 @@ def sweep(args: argparse.Namespace, log) -> dict[str, Any]:
         "max_depth": args.max_depth,
         "min_samples_leaf": args.min_samples_leaf,
     }
-    search = build_search(grid, folds=args.folds, random_state=args.random_state)
     candidates = len(args.n_estimators) * len(args.max_depth) * len(args.min_samples_leaf)
 
     client = cluster.connect()
@@ -130,27 +129,29 @@ def sweep(args: argparse.Namespace, log) -> dict[str, Any]:
             )
             started = time.monotonic()
             with cluster.parallel(client):
-                search.fit(features, target)
-            log.info("search done in %.1f s", time.monotonic() - started)
-            children = tracking.log_candidates(search, experiment=args.experiment)
+                results = cross_validate_grid(grid, args.folds, args.random_state)
+            seconds = time.monotonic() - started
+            log.info("search done in %.1f s", seconds)
+            children = tracking.log_candidates(results, experiment=args.experiment)
 
-            mlflow.log_params(search.best_params_)
-            mlflow.log_metric("best_cv_accuracy", search.best_score_)
-            mlflow.log_metric("search_seconds", time.monotonic() - started)
-            figure = plot_scores(search)
+            best = results.loc[results["rank"] == 1].iloc[0]
+            mlflow.log_params(best["params"])
+            mlflow.log_metrics({"best_cv_accuracy": best["cv_accuracy"], "search_seconds": seconds})
+            figure = plot_scores(results, args.folds)
             mlflow.log_figure(figure, "plots/cv_accuracy_by_n_estimators.png")
             plt.close(figure)
-            model_info = tracking.log_sklearn_model(
-                search.best_estimator_, features, features.head(5)
-            )
+            # The best candidate, refitted on all rows
+            model = build_model(random_state=args.random_state).set_params(**best["params"])
+            model.fit(features, target)
+            model_info = tracking.log_sklearn_model(model, features, features.head(5))
     finally:
         if client is not None:
             client.close()
     return {
         "run": run,
         "children": children,
-        "best": search.best_params_,
-        "score": search.best_score_,
+        "best": best["params"],
+        "score": best["cv_accuracy"],
         "model_uri": model_info.model_uri,
     }
 

@@ -203,34 +203,29 @@ def log_sklearn_model(
     )
 
 
-def log_candidates(search: Any, experiment: str | None = None) -> list[str]:
-    """Log each candidate of a fitted scikit-learn search (``GridSearchCV``) as a child run of
-    the active run, named ``candidate-<i>``: its parameters, and its cross-validated metrics
-    over the folds: ``cv_<score>`` (mean), ``cv_<score>_std``, ``train_<score>`` (mean, when the
-    search kept train scores), ``rank_<score>`` and ``fit_seconds`` (mean seconds per fit).
+def log_candidates(results: Any, experiment: str | None = None) -> list[str]:
+    """Log each candidate of a search as a child run of the active run, named
+    ``candidate-<i>``: its parameters and its cross-validated metrics.
+
+    Args:
+        results: one row per candidate, as ``model.cross_validate_grid`` returns it: a
+            ``params`` column (dicts) and numeric metric columns (``cv_accuracy``, ...).
+        experiment: the experiment of the active run (default: ``MLFLOW_EXPERIMENT_NAME``).
 
     Returns:
-        The child runs' ids, in the order of ``search.cv_results_``.
+        The child runs' ids, in the order of ``results``' rows.
 
     Raises:
         mlflow.exceptions.MlflowException: when the server refuses a run.
     """
     import mlflow
 
-    results = search.cv_results_
-    scores = [key[len("mean_test_") :] for key in results if key.startswith("mean_test_")]
     run_ids = []
-    for index, params in enumerate(results["params"]):
-        metrics = {"fit_seconds": results["mean_fit_time"][index]}
-        for score in scores:
-            metrics[f"cv_{score}"] = results[f"mean_test_{score}"][index]
-            metrics[f"cv_{score}_std"] = results[f"std_test_{score}"][index]
-            metrics[f"rank_{score}"] = results[f"rank_test_{score}"][index]
-            if f"mean_train_{score}" in results:
-                metrics[f"train_{score}"] = results[f"mean_train_{score}"][index]
+    for index, row in enumerate(results.to_dict(orient="records")):
+        params = row.pop("params")
         with start_run(run_name=f"candidate-{index}", experiment=experiment, nested=True) as child:
             mlflow.log_params(params)
-            mlflow.log_metrics({name: float(value) for name, value in metrics.items()})
+            mlflow.log_metrics({name: float(value) for name, value in row.items()})
         run_ids.append(child.info.run_id)
     return run_ids
 
