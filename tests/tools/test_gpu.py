@@ -41,8 +41,10 @@ def test_make_with_gpu_1_reserves_nvidia_gpus_for_jupyter_and_bash_only(project)
     assert reserved_devices(result.stdout) == {
         "jupyter": NVIDIA_GPUS,
         "bash": NVIDIA_GPUS,
+        "dask-worker": NVIDIA_GPUS,
         "mlflow": None,
         "serve": None,
+        "dask-scheduler": None,
     }
 
 
