@@ -158,7 +158,7 @@ build_image() { # build_image NAME [SERVICE]: one image; SERVICE for the project
     . 2>&1 | progress "$image" "$log"; then
     # The classic builder's deprecation notice is not the error: show what follows it
     grep -v -e '^DEPRECATED: The legacy builder' -e '^ *BuildKit' -e '^ *Install the buildx' \
-      -e '^ *https://docs.docker.com' -e '^ *deprecated' -e '^$' "$log" | tail -n 25 >&2
+      -e '^ *https://' -e '^ *deprecated' -e '^$' "$log" | tail -n 25 >&2
     echo "error: building $image failed (above; whole log in $log); behind a TLS-intercepting proxy, set EXTRA_CA_CERTS to its CA bundle (see README)" >&2
     return 1
   fi
