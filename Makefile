@@ -9,6 +9,8 @@ PYTHON := $(VENV)/bin/python
 IMAGES ?=
 # Dask workers beside the stack (make up WORKERS=2; make up alone removes the cluster)
 WORKERS ?=
+# The registry a swarm's nodes pull the images from (make push REGISTRY=127.0.0.1:5000)
+REGISTRY ?=
 # Options for train.py (make train ARGS="--n-estimators 200")
 ARGS ?=
 # The model to serve (make serve MODEL=models:/wine-classifier/1, or runs:/<run id>/model)
@@ -32,7 +34,7 @@ ifeq ($(GPU),1)
 export COMPOSE_FILE := compose.yaml:compose.gpu.yaml
 endif
 
-.PHONY: FORCE help up down build ps logs urls shell train serve backup restore destroy test lint format clean lock bench preflight init config hooks check gc upgrade-check
+.PHONY: FORCE help up down build ps logs urls shell train serve backup restore destroy test lint format clean lock bench preflight init config hooks check gc upgrade-check push swarm-up swarm-down
 
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -74,6 +76,15 @@ train: preflight .env ## Run train.py in the runner container (ARGS="--n-estimat
 
 serve: preflight .env ## Serve a logged model over REST on a loopback port (MODEL=models:/<name>/<version>)
 	@scripts/serve.sh "$(MODEL)"
+
+push: preflight .env build ## Tag and push the project's and the stack's images to a registry (REGISTRY=host:port)
+	@scripts/push.sh "$(REGISTRY)"
+
+swarm-up: preflight .env build ## Push, deploy on a Docker Swarm (REGISTRY=host:port, WORKERS=N, default 1), print URLs
+	@scripts/swarm.sh up "$(REGISTRY)" "$(WORKERS)"
+
+swarm-down: preflight .env ## Remove the stack from the swarm (its volumes are kept)
+	@scripts/swarm.sh down
 
 backup: preflight .env ## Snapshot the MLflow data (runs, models, artifacts) into backups/
 	@scripts/store.sh backup

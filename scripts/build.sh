@@ -3,16 +3,19 @@
 # the stack's shared images (<prefix>/<image>:<version>: base, science, and on it mlflow, jupyter
 # and bash; the same for every project on this machine) and this project's own images
 # (<compose project>-jupyter and -bash:<version>: requirements.txt on the stack's jupyter and bash).
-# Usage: scripts/build.sh [IMAGE...]   IMAGE: base science mlflow jupyter bash project (default all)
+# The swarm's helpers, registry and gateway (on base), are built only when named.
+# Usage: scripts/build.sh [IMAGE...]   IMAGE: base science mlflow jupyter bash project (default
+# all of these), registry, gateway
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=SCRIPTDIR/settings.sh
 . scripts/settings.sh
 
 # The chain: image=parent ("" means the Debian BASE_IMAGE); project is the project's own images
-chain=(base= science=base mlflow=science jupyter=science bash=science project=jupyter+bash)
+chain=(base= science=base mlflow=science jupyter=science bash=science project=jupyter+bash
+  registry=base gateway=base)
 # Build order, by level: an image builds once its parent's level is done
-levels=("base" "science" "mlflow jupyter bash" "project")
+levels=("base" "science registry gateway" "mlflow jupyter bash" "project")
 declare -A parent_of
 for link in "${chain[@]}"; do
   parent_of["${link%%=*}"]="${link#*=}"
@@ -33,7 +36,7 @@ mark() { # mark NAME: build NAME and its ancestors
 }
 for name in "${wanted[@]}"; do
   if [ -z "${parent_of[$name]+set}" ]; then
-    echo "error: unknown image '$name'; known images: base science mlflow jupyter bash project" >&2
+    echo "error: unknown image '$name'; known images: base science mlflow jupyter bash project registry gateway" >&2
     exit 2
   fi
   mark "$name"

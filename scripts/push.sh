@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Tags and pushes the images a swarm runs to a registry its nodes pull from: this project's own
+# (<project>-jupyter and -bash) and the stack's MLflow image, each as REGISTRY/<local reference>
+# (scripts/swarm-stack.py names them the same way). The images are built first (make).
+# Usage: scripts/push.sh REGISTRY   REGISTRY: host:port, e.g. 127.0.0.1:5000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=SCRIPTDIR/settings.sh
+. scripts/settings.sh
+
+registry="${1:-}"
+if [ -z "$registry" ]; then
+  echo "error: no registry given; name the one the swarm's nodes pull from, e.g. make push REGISTRY=127.0.0.1:5000 (none yet? README: Many machines)" >&2
+  exit 2
+fi
+if ! [[ "$registry" =~ ^[A-Za-z0-9.-]+:[0-9]+$ ]]; then
+  echo "error: REGISTRY=$registry is not host:port; give it without scheme or path, e.g. make push REGISTRY=127.0.0.1:5000" >&2
+  exit 2
+fi
+host="${registry%:*}"
+port="${registry##*:}"
+# Bash's /dev/tcp: does anything listen there (TLS and logins are docker push's business)
+# shellcheck disable=SC2016 # $1 and $2 expand in the inner bash, as meant
+if ! timeout 5 bash -c ': >"/dev/tcp/$1/$2"' _ "$host" "$port" 2>/dev/null; then
+  echo "error: no registry answers at $registry; start one (README: Many machines) or check the host and port in REGISTRY" >&2
+  exit 1
+fi
+
+project="$(sed -n 's/^COMPOSE_PROJECT_NAME=//p' .env | tail -n 1)"
+images=(
+  "$project-jupyter:$MLSTACK_VERSION"
+  "$project-bash:$MLSTACK_VERSION"
+  "$MLSTACK_IMAGE_PREFIX/mlflow:$MLSTACK_VERSION"
+)
+for image in "${images[@]}"; do
+  target="$registry/$image"
+  docker tag "$image" "$target"
+  echo "push: $target"
+  if ! output="$(docker push --quiet "$target" 2>&1)"; then
+    echo "$output" | tail -n 3 >&2
+    case "$output" in
+    *"HTTP response to HTTPS client"*)
+      advice="the registry speaks plain HTTP: add it to insecure-registries in /etc/docker/daemon.json on this machine and every node (only for a lab registry), or give it TLS" ;;
+    *x509* | *certificate*)
+      advice="Docker does not trust the registry's certificate: put its CA in /etc/docker/certs.d/$registry/ca.crt on this machine and every node" ;;
+    *unauthorized* | *"authentication required"* | *"no basic auth"* | *denied*)
+      advice="the registry wants a login: run 'docker login $registry', then make push again" ;;
+    *)
+      advice="see Docker's message above" ;;
+    esac
+    echo "error: pushing $target failed; $advice (README: Many machines)" >&2
+    exit 1
+  fi
+done
+echo "push: ${#images[@]} images in $registry"
