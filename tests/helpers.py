@@ -17,6 +17,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # <project>-jupyter and <project>-bash on top of jupyter and bash
 IMAGE_NAMES = ("base", "science", "mlflow", "jupyter", "bash")
 PROJECT_SERVICES = ("jupyter", "bash")
+# The swarm's helper images on base, built only when named (scripts/build.sh registry gateway)
+SWARM_IMAGE_NAMES = ("registry", "gateway")
 
 
 def run(

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
-from tests.helpers import REPO_ROOT, IMAGE_NAMES, image_settings, run
+from tests.helpers import REPO_ROOT, IMAGE_NAMES, SWARM_IMAGE_NAMES, image_settings, run
 
 BIN = Path(sys.executable).parent
 DOCKERFILES = sorted(REPO_ROOT.glob("images/*/Dockerfile"))
@@ -45,8 +45,9 @@ def test_python_code_is_black_formatted():
 
 
 def test_every_image_has_a_dockerfile():
-    # The stack's shared images, and images/project for each project's own
-    assert sorted(p.parent.name for p in DOCKERFILES) == sorted([*IMAGE_NAMES, "project"])
+    # The stack's shared images, images/project for each project's own, the swarm's helpers
+    expected = [*IMAGE_NAMES, "project", *SWARM_IMAGE_NAMES]
+    assert sorted(p.parent.name for p in DOCKERFILES) == sorted(expected)
 
 
 @pytest.mark.parametrize(
@@ -70,6 +71,7 @@ YAML_FILES = sorted(
         *REPO_ROOT.glob("*.yaml"),
         *REPO_ROOT.glob(".*.yaml"),
         *REPO_ROOT.glob(".devcontainer/*.yaml"),
+        *REPO_ROOT.glob("images/*/*.yml"),
         *REPO_ROOT.glob(".github/workflows/*.yml"),
     ]
 )
