@@ -6,15 +6,13 @@ registry, the volumes, the node label and the image tags it added."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import re
-import secrets
 import socket
 import stat
 import subprocess
 import time
-from pathlib import Path
 
 import docker
 import pytest
@@ -99,13 +97,14 @@ def project(tmp_path_factory, test_uid, docker_client, built_images) -> Project:
             container.remove(force=True)
         for volume in docker_client.volumes.list(filters={"name": f"{stack}_"}):
             volume.remove(force=True)
+        # The registry's tags and digests that make push added (the images keep their others)
+        mlflow = re.escape(image_ref("mlflow").split(":")[0])
+        pushed = re.compile(rf"127\.0\.0\.1:\d+/({re.escape(project.name)}-|{mlflow}[:@])")
         for image in docker_client.images.list():
-            for tag in image.tags:
-                if re.match(
-                    rf"127\.0\.0\.1:\d+/({re.escape(project.name)}-|{re.escape(image_ref('mlflow'))})",
-                    tag,
-                ):
-                    docker_client.images.remove(tag)
+            for reference in image.tags + image.attrs.get("RepoDigests", []):
+                if pushed.match(reference):
+                    with contextlib.suppress(docker.errors.NotFound):
+                        docker_client.images.remove(reference)
         project.down()
         left = project_resources(docker_client, project.name)
         assert not left, f"teardown left {left}"
@@ -258,8 +257,8 @@ def test_swarm_up_runs_the_stack_from_the_registry_hardened_and_on_loopback_only
     # The stack file holds .env's secrets: private, and in a folder git ignores
     stack_file = project.directory / ".mlstack/swarm/stack.json"
     assert stat.S_IMODE(stack_file.stat().st_mode) == 0o600
-    ignored = run(["git", "check-ignore", "--quiet", str(stack_file)], cwd=project.directory)
-    assert ignored.returncode == 0
+    ignored = run(["git", "check-ignore", str(stack_file)], project.directory, project.env)
+    assert ignored.returncode == 0, ignored.stderr
 
 
 def test_the_workers_rescale_and_a_sweep_in_the_swarm_logs_a_child_per_candidate(
