@@ -119,6 +119,10 @@ up() {
 }
 
 down() {
+  if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" = inactive ]; then
+    echo "swarm: this Docker engine is in no swarm; nothing to remove"
+    return 0
+  fi
   require_manager swarm-down
   docker rm --force "$gateway" >/dev/null 2>&1 || true
   if ! docker stack ls --format "{{.Name}}" | grep -qFx "$stack"; then
