@@ -17,6 +17,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # <project>-jupyter and <project>-bash on top of jupyter and bash
 IMAGE_NAMES = ("base", "science", "mlflow", "jupyter", "bash")
 PROJECT_SERVICES = ("jupyter", "bash")
+# The team stack's images (compose.team.yaml, make up TEAM=1), on base: built only when used
+TEAM_IMAGE_NAMES = ("postgres", "s3")
 
 
 def run(
