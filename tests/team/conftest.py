@@ -29,6 +29,9 @@ def team_stack(tmp_path_factory, test_uid, docker_client, built_images) -> TeamS
         "MLSTACK_UID": str(test_uid),
         "MLSTACK_GID": str(test_uid),
         "COMPOSE_FILE": TEAM_COMPOSE_FILE,
+        # The first start migrates a new PostgreSQL database to MLflow's schema: minutes on a
+        # machine busy with other suites (scripts/up.sh waits 180 s by default)
+        "MLSTACK_UP_TIMEOUT": "600",
     }
     for key in ("TEAM", "GPU"):
         env.pop(key, None)
