@@ -118,8 +118,9 @@ def test_no_credential_in_any_image_history_environment_or_log(team_stack: TeamS
 def test_team_services_run_non_root_and_hardened(team_stack: TeamStack):
     for service in SERVER_SERVICES:
         container = team_stack.container(service)
-        processes = container.top(ps_args="-o uid,comm")
-        uids = {int(row[0]) for row in processes["Processes"]}
+        processes = container.top(ps_args="-o pid,uid,comm")
+        column = processes["Titles"].index("UID")
+        uids = {int(row[column]) for row in processes["Processes"]}
         assert uids and 0 not in uids, f"{service} runs processes as root: {processes}"
         host_config = container.attrs["HostConfig"]
         assert host_config["CapDrop"] == ["ALL"], service
