@@ -46,7 +46,7 @@ def test_run_from_the_runner_lands_in_postgres_and_its_artifacts_in_the_bucket(
     # The same run through the REST API, logged in
     auth = team_stack.credentials
     api = f"{team_stack.mlflow_url}/api/2.0/mlflow"
-    run = requests.get(f"{api}/runs/get", params={"run_id": run_id}, auth=auth, timeout=30)
+    run = requests.get(f"{api}/runs/get", params={"run_id": run_id}, auth=auth, timeout=120)
     assert run.status_code == 200, run.text
     assert {m["key"] for m in run.json()["run"]["data"]["metrics"]} >= {"accuracy", "f1_macro"}
 
@@ -57,7 +57,7 @@ def test_run_from_the_runner_lands_in_postgres_and_its_artifacts_in_the_bucket(
     assert plot, f"no plot of run {run_id} in s3://{BUCKET}: {sorted(objects)}"
     path = plot.removeprefix("artifacts/")
     download = requests.get(
-        f"{team_stack.mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{path}", auth=auth, timeout=60
+        f"{team_stack.mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{path}", auth=auth, timeout=120
     )
     assert download.status_code == 200, download.text[:500]
     assert download.content.startswith(b"\x89PNG")
