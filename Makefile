@@ -30,8 +30,12 @@ REF ?=
 # GPU=1 adds compose.gpu.yaml (NVIDIA GPUs for jupyter and bash) to every compose call, the
 # scripts' included: Compose reads the files to merge from COMPOSE_FILE
 GPU ?=
-ifeq ($(GPU),1)
-export COMPOSE_FILE := compose.yaml:compose.gpu.yaml
+# TEAM=1 adds compose.team.yaml the same way: the tracking server on PostgreSQL and an S3 object
+# store, with authentication on (both at once: GPU=1 TEAM=1)
+TEAM ?=
+compose_files := compose.yaml$(if $(filter 1,$(GPU)),:compose.gpu.yaml)$(if $(filter 1,$(TEAM)),:compose.team.yaml)
+ifneq ($(compose_files),compose.yaml)
+export COMPOSE_FILE := $(compose_files)
 endif
 
 .PHONY: FORCE help up down build ps logs urls shell train serve backup restore destroy test lint format clean lock bench preflight init config hooks check gc upgrade-check push swarm-up swarm-down
@@ -49,10 +53,10 @@ preflight:
 	@scripts/env.sh
 FORCE:
 
-up: preflight .env build ## Build if needed, start MLflow and Jupyter (WORKERS=N: a Dask cluster too), wait until healthy, print URLs
+up: preflight .env build ## Build if needed, start MLflow and Jupyter (WORKERS=N: a Dask cluster too; TEAM=1: the team server), wait until healthy, print URLs
 	@scripts/up.sh "$(WORKERS)"
 
-down: preflight .env ## Stop and remove the containers (the MLflow data volume is kept)
+down: preflight .env ## Stop and remove the containers (the MLflow data volumes are kept)
 	@$(COMPOSE) $(ALL_PROFILES) down --remove-orphans
 	@rm -f .mlstack/urls.env .mlstack/dask.yaml
 
@@ -113,7 +117,7 @@ format: $(VENV)/.installed ## Format the Python code with black
 clean: preflight .env ## Remove containers, networks, this project's old images, build leftovers (never the MLflow data)
 	@scripts/clean.sh
 
-config: preflight .env ## Print the merged compose configuration (GPU=1: with compose.gpu.yaml)
+config: preflight .env ## Print the merged compose configuration (GPU=1, TEAM=1: with their override files)
 	@$(COMPOSE) $(ALL_PROFILES) config
 
 init: ## Start your own project from this one: name its compose project, images and package (NAME=...)

@@ -3,19 +3,22 @@
 # the stack's shared images (<prefix>/<image>:<version>: base, science, and on it mlflow, jupyter
 # and bash; the same for every project on this machine) and this project's own images
 # (<compose project>-jupyter and -bash:<version>: requirements.txt on the stack's jupyter and bash).
-# The swarm's helpers, registry and gateway (on base), are built only when named.
-# Usage: scripts/build.sh [IMAGE...]   IMAGE: base science mlflow jupyter bash project (default
-# all of these), registry, gateway
+# The team stack's postgres and s3 images (on base) are built when asked for, and by default
+# when COMPOSE_FILE (environment or .env) includes compose.team.yaml (make up TEAM=1). The
+# swarm's helpers, registry and gateway (on base), are built only when named.
+# Usage: scripts/build.sh [IMAGE...]
+#   IMAGE: base science mlflow jupyter bash postgres s3 project (default: all the stack uses),
+#   registry, gateway
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=SCRIPTDIR/settings.sh
 . scripts/settings.sh
 
 # The chain: image=parent ("" means the Debian BASE_IMAGE); project is the project's own images
-chain=(base= science=base mlflow=science jupyter=science bash=science project=jupyter+bash
-  registry=base gateway=base)
+chain=(base= science=base mlflow=science jupyter=science bash=science postgres=base s3=base
+  project=jupyter+bash registry=base gateway=base)
 # Build order, by level: an image builds once its parent's level is done
-levels=("base" "science registry gateway" "mlflow jupyter bash" "project")
+levels=("base" "science postgres s3 registry gateway" "mlflow jupyter bash" "project")
 declare -A parent_of
 for link in "${chain[@]}"; do
   parent_of["${link%%=*}"]="${link#*=}"
@@ -24,7 +27,11 @@ done
 setting() { [ -f .env ] && sed -n "s/^$1=//p" .env | tail -n 1; }
 
 wanted=("$@")
-[ "${#wanted[@]}" -gt 0 ] || wanted=(base science mlflow jupyter bash project)
+if [ "${#wanted[@]}" -eq 0 ]; then
+  wanted=(base science mlflow jupyter bash project)
+  compose_files="${COMPOSE_FILE:-$(setting COMPOSE_FILE || true)}"
+  [[ ":$compose_files:" != *":compose.team.yaml:"* ]] || wanted+=(postgres s3)
+fi
 declare -A build
 mark() { # mark NAME: build NAME and its ancestors
   local name
@@ -36,7 +43,7 @@ mark() { # mark NAME: build NAME and its ancestors
 }
 for name in "${wanted[@]}"; do
   if [ -z "${parent_of[$name]+set}" ]; then
-    echo "error: unknown image '$name'; known images: base science mlflow jupyter bash project registry gateway" >&2
+    echo "error: unknown image '$name'; known images: ${!parent_of[*]}" >&2
     exit 2
   fi
   mark "$name"

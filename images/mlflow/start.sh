@@ -10,6 +10,15 @@ if ! python /usr/local/lib/mlstack/store.py prepare; then
 fi
 # Optional authentication for a shared server (MLSTACK_MLFLOW_AUTH=true in .env)
 if [ "${MLSTACK_MLFLOW_AUTH:-false}" = true ]; then
+  # The team stack keeps the user store in PostgreSQL: its URI holds a password, so the auth
+  # config naming it is written at start to /tmp (a tmpfs), never into the image. `mlflow
+  # server` migrates it and adds the admin once, before its workers start.
+  if [ -n "${MLSTACK_AUTH_DATABASE_URI:-}" ]; then
+    (umask 077 && sed "s|^database_uri = .*|database_uri = $MLSTACK_AUTH_DATABASE_URI|" \
+      "$MLFLOW_AUTH_CONFIG_PATH" >/tmp/basic_auth.ini)
+    export MLFLOW_AUTH_CONFIG_PATH=/tmp/basic_auth.ini
+    unset MLSTACK_AUTH_DATABASE_URI
+  fi
   set -- --app-name basic-auth "$@"
 fi
 exec mlflow server "$@"

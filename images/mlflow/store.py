@@ -9,7 +9,8 @@ auth user store (basic_auth.db) and the artifact store (artifacts/).
 prepare: a new store needs nothing (the server creates its tables), nor one at this MLflow's
 schema revision; one from an older MLflow is snapshotted beside itself, then migrated with
 `mlflow db upgrade` (there is no downgrade); one migrated by a newer MLflow is left untouched and
-prepare exits 3 with one line saying so. Each command prints one `error:` line on failure.
+prepare exits 3 with one line saying so. A store on a database server (the team stack's
+PostgreSQL) is migrated with `mlflow db upgrade` unless it is at this MLflow's revision already. Each command prints one `error:` line on failure.
 """
 
 from __future__ import annotations
@@ -82,6 +83,30 @@ def store_revision(path: Path) -> str | None:
     return row[0] if row else None
 
 
+def read_schema_head() -> str | None:
+    """This MLflow's schema revision as written at build time (SCHEMA_HEAD), or None."""
+    return SCHEMA_HEAD.read_text().strip() if SCHEMA_HEAD.exists() else None
+
+
+def server_store_revision(uri: str) -> str | None:
+    """The alembic revision of a backend store on a database server (the team stack's
+    PostgreSQL), or None for a new database (no alembic_version table yet).
+
+    Raises:
+        sqlalchemy.exc.OperationalError: when the database cannot be reached.
+    """
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(uri)
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    finally:
+        engine.dispose()
+
+
 def prepare() -> int:
     """Bring the backend store (MLFLOW_BACKEND_STORE_URI) to this MLflow's schema.
 
@@ -95,7 +120,10 @@ def prepare() -> int:
 
     uri = os.environ.get("MLFLOW_BACKEND_STORE_URI", "")
     if not uri.startswith("sqlite:///"):
-        return subprocess.call(["mlflow", "db", "upgrade", uri]) if uri else 0
+        if not uri or server_store_revision(uri) == read_schema_head():
+            return 0
+        # A new database too: migrated here once, not by each of the server's workers at once
+        return subprocess.call(["mlflow", "db", "upgrade", uri])
     path = Path(uri.removeprefix("sqlite:///"))
     if not path.exists() or path.stat().st_size == 0:
         return 0

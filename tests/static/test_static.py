@@ -13,7 +13,14 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
-from tests.helpers import REPO_ROOT, IMAGE_NAMES, SWARM_IMAGE_NAMES, image_settings, run
+from tests.helpers import (
+    REPO_ROOT,
+    IMAGE_NAMES,
+    SWARM_IMAGE_NAMES,
+    TEAM_IMAGE_NAMES,
+    image_settings,
+    run,
+)
 
 BIN = Path(sys.executable).parent
 DOCKERFILES = sorted(REPO_ROOT.glob("images/*/Dockerfile"))
@@ -45,8 +52,9 @@ def test_python_code_is_black_formatted():
 
 
 def test_every_image_has_a_dockerfile():
-    # The stack's shared images, images/project for each project's own, the swarm's helpers
-    expected = [*IMAGE_NAMES, "project", *SWARM_IMAGE_NAMES]
+    # The stack's shared images, the team stack's, images/project for each project's own, the
+    # swarm's helpers
+    expected = [*IMAGE_NAMES, *TEAM_IMAGE_NAMES, "project", *SWARM_IMAGE_NAMES]
     assert sorted(p.parent.name for p in DOCKERFILES) == sorted(expected)
 
 
@@ -117,11 +125,19 @@ def test_pre_commit_config_is_valid():
 
 
 @pytest.mark.parametrize(
-    "override", [None, "compose.gpu.yaml", ".devcontainer/compose.yaml"], ids=str
+    "overrides",
+    [
+        (),
+        ("compose.gpu.yaml",),
+        ("compose.team.yaml",),
+        ("compose.gpu.yaml", "compose.team.yaml"),
+        (".devcontainer/compose.yaml",),
+    ],
+    ids=lambda files: "+".join(files) or "compose.yaml",
 )
-def test_compose_file_is_valid(override: str | None):
+def test_compose_file_is_valid(overrides: tuple[str, ...]):
     env = {"PATH": str(BIN) + ":/usr/local/bin:/usr/bin:/bin", "HOME": str(Path.home())}
-    files = ["-f", "compose.yaml"] + (["-f", override] if override else [])
+    files = ["-f", "compose.yaml"] + [arg for file in overrides for arg in ("-f", file)]
     result = run(
         ["docker", "compose", *files, "--profile", "*", "config", "--quiet"],
         env=env | example_env(),
@@ -130,7 +146,9 @@ def test_compose_file_is_valid(override: str | None):
 
 
 def test_env_example_documents_every_variable_compose_reads():
-    compose = (REPO_ROOT / "compose.yaml").read_text()
+    compose = (REPO_ROOT / "compose.yaml").read_text() + (
+        REPO_ROOT / "compose.team.yaml"
+    ).read_text()
     used = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", compose))
     documented = set(dotenv_values(REPO_ROOT / ".env.example"))
     assert used and used <= documented, f"not in .env.example: {sorted(used - documented)}"
@@ -153,6 +171,15 @@ def test_published_ports_are_loopback_with_docker_chosen_host_ports():
     ports = [port for service in compose["services"].values() for port in service.get("ports", [])]
     assert ports, "compose.yaml publishes no port"
     assert all(re.fullmatch(r"127\.0\.0\.1::\d+", port) for port in ports), ports
+
+
+def test_team_override_publishes_nothing_and_hardens_like_compose_yaml():
+    compose = yaml.safe_load((REPO_ROOT / "compose.yaml").read_text())
+    team = yaml.safe_load((REPO_ROOT / "compose.team.yaml").read_text())
+    # The database and the object store are reached on the stack's network only
+    assert not any(service.get("ports") for service in team["services"].values())
+    # Anchors do not cross files: compose.team.yaml repeats x-hardened, which must not drift
+    assert team["x-hardened"] == compose["x-hardened"]
 
 
 def test_make_alone_prints_a_description_for_every_target():

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Starts PostgreSQL on PGDATA. On the first start (no data directory yet) it initialises one
+# beside PGDATA with the tracking server's role `mlflow` (password: POSTGRES_PASSWORD from the
+# environment) and its databases `mlflow` (backend store) and `mlflow_auth` (basic-auth users),
+# then renames it into place: a start cut short leaves no half-made data directory behind.
+set -euo pipefail
+
+if [ -z "${POSTGRES_PASSWORD:-}" ]; then
+  echo "error: POSTGRES_PASSWORD is not set; run 'make .env' (it generates one) and start again" >&2
+  exit 2
+fi
+
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  staging="$PGDATA.init"
+  rm -rf "$staging"
+  # Local connections (docker compose exec, as postgres) by OS user; over TCP a password
+  initdb --pgdata="$staging" --username=postgres --encoding=UTF8 --locale=C.UTF-8 \
+    --auth-local=peer --auth-host=scram-sha-256 >/dev/null
+  # Clients on the compose network (the tracking server) log in with the role's password
+  echo "host all all all scram-sha-256" >>"$staging/pg_hba.conf"
+  # The socket on the tmpfs /tmp (PGHOST): the root file system is read-only, and Docker mounts
+  # a tmpfs at /var/run/postgresql root-owned
+  echo "unix_socket_directories = '$PGHOST'" >>"$staging/postgresql.conf"
+  # No TCP while the role is made: nothing can connect before it has its password
+  pg_ctl --pgdata="$staging" --options="-c listen_addresses=''" --wait --silent start
+  psql --quiet --no-psqlrc --set=ON_ERROR_STOP=1 --username=postgres --dbname=postgres \
+    --set=password="$POSTGRES_PASSWORD" <<'SQL'
+CREATE ROLE mlflow LOGIN PASSWORD :'password';
+CREATE DATABASE mlflow OWNER mlflow;
+CREATE DATABASE mlflow_auth OWNER mlflow;
+SQL
+  pg_ctl --pgdata="$staging" --mode=fast --wait --silent stop
+  mv "$staging" "$PGDATA"
+  echo "postgres: initialised $PGDATA (role mlflow, databases mlflow and mlflow_auth)"
+fi
+exec postgres -D "$PGDATA" -c listen_addresses='*'

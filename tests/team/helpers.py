@@ -1,0 +1,110 @@
+"""Helpers of the team stack's tests: the running stack's handle (TeamStack) and the names
+compose.team.yaml defines. The later suites of this folder build on them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import docker
+from dotenv import dotenv_values
+
+from tests.helpers import Project
+
+# What `make up TEAM=1` exports to every compose call; the tests' own compose calls use it too
+TEAM_COMPOSE_FILE = "compose.yaml:compose.team.yaml"
+# The services compose.team.yaml adds, and the one it changes
+TEAM_SERVICES = ("postgres", "s3")
+# The credentials of the team stack that make writes into .env
+SECRET_KEYS = (
+    "POSTGRES_PASSWORD",
+    "MLSTACK_S3_ACCESS_KEY",
+    "MLSTACK_S3_SECRET_KEY",
+    "MLFLOW_ADMIN_PASSWORD",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY",
+)
+# The bucket of compose.team.yaml's x-artifacts-destination (s3://mlflow/artifacts)
+BUCKET = "mlflow"
+
+
+@dataclass
+class TeamStack(Project):
+    """A running team stack (make and compose run in its folder as in tests.helpers.Project,
+    with COMPOSE_FILE naming compose.team.yaml).
+
+    Attributes:
+        mlflow_url: the tracking server's host URL that `make up TEAM=1` printed.
+    """
+
+    mlflow_url: str = ""
+
+    def settings(self) -> dict[str, str]:
+        """The project's .env (written by make), secrets included."""
+        return {k: v or "" for k, v in dotenv_values(self.directory / ".env").items()}
+
+    @property
+    def credentials(self) -> tuple[str, str]:
+        """(user, password) of the tracking server's admin: MLSTACK_USER and
+        MLFLOW_ADMIN_PASSWORD from .env, as jupyter and bash log in."""
+        settings = self.settings()
+        return settings["MLSTACK_USER"], settings["MLFLOW_ADMIN_PASSWORD"]
+
+    def secrets(self) -> dict[str, str]:
+        """The credential values in .env (SECRET_KEYS), by name."""
+        settings = self.settings()
+        return {key: settings[key] for key in SECRET_KEYS}
+
+    def container(self, service: str) -> docker.models.containers.Container:
+        """The running container of ``service`` (the first, if scaled)."""
+        result = self.compose("ps", "--quiet", service)
+        ids = result.stdout.split()
+        assert ids, f"no container for {service}: {result.stderr}"
+        client = docker.from_env()
+        try:
+            return client.containers.get(ids[0])
+        finally:
+            client.close()
+
+    def psql(self, sql: str, database: str = "mlflow") -> list[list[str]]:
+        """Run ``sql`` with psql in the postgres container (as its superuser, over the socket).
+
+        Returns:
+            The rows, each a list of column values as text.
+
+        Raises:
+            AssertionError: when psql fails.
+        """
+        result = self.compose(
+            "exec", "-T", "postgres", "psql", "--no-psqlrc", "--tuples-only", "--no-align",
+            "--field-separator=|", "--set=ON_ERROR_STOP=1", f"--dbname={database}",
+            f"--command={sql}",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return [line.split("|") for line in result.stdout.splitlines() if line]
+
+    def bucket_objects(self, prefix: str = "") -> dict[str, str]:
+        """The objects in the artifact store's bucket under ``prefix``, listed and read with boto3
+        in the mlflow container (the only one holding the S3 keys).
+
+        Returns:
+            Object key to the SHA-256 (hex) of its content.
+        """
+        script = f"""
+import boto3, hashlib, json, os
+s3 = boto3.client("s3", endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"])
+found = {{}}
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket={BUCKET!r}, Prefix={prefix!r}):
+    for item in page.get("Contents", []):
+        body = s3.get_object(Bucket={BUCKET!r}, Key=item["Key"])["Body"].read()
+        found[item["Key"]] = hashlib.sha256(body).hexdigest()
+print(json.dumps(found))
+"""
+        result = self.compose("exec", "-T", "mlflow", "python", "-c", script)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def sha256(data: bytes) -> str:
+    """The SHA-256 of ``data``, in hex."""
+    return hashlib.sha256(data).hexdigest()
