@@ -327,6 +327,21 @@ def dask_breakdown(r: Results) -> list[str]:
             + " s"
         )
         items.append(text)
+    cores = {
+        name: median([sum(p["cpu_s"].values()) / p["seconds"] for p in probes])
+        for name, probes in r.dask_probes.items()
+    }
+    one, two = median(r.dask_search_s.get("1 worker", [])), median(
+        r.dask_search_s.get("2 workers", [])
+    )
+    if one and two and cores.get("1 worker") and cores.get("2 workers"):
+        share = cores["2 workers"] / cores["1 worker"]
+        items.append(
+            f"11. the machine's share: 2 workers got {share:.2f} times the cores 1 worker got "
+            f"({cores['2 workers']:.2f} against {cores['1 worker']:.2f}); the speed-up per core "
+            f"given, {one / two / share:.2f}, is what is left of the scaling when the machine's "
+            "load is set aside (1.00: no loss to Dask)"
+        )
     if r.dask_up_s:
         parts = ", ".join(
             f"{what} {', '.join(f'{v:.1f}' for v in values)} s"
