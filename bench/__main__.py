@@ -22,6 +22,7 @@ import docker
 
 from bench.measure import (
     Results,
+    _measure,
     build_stack,
     disk_usage,
     repo_commit,
@@ -159,7 +160,12 @@ def main(argv: list[str]) -> int:
                 idle_s=args.idle_seconds,
             )
         if "dask" in args.parts:
-            run_dask(workspace, results, reps=args.dask_reps, idle_s=args.idle_seconds)
+            _measure(
+                results,
+                11,
+                "Dask: the same search locally, on 1 and on 2 workers",
+                lambda: run_dask(workspace, results, reps=args.dask_reps, idle_s=args.idle_seconds),
+            )
     except BenchError as error:
         log(f"error: {error}")
         return 1
