@@ -84,7 +84,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="N",
         help="measure only these figures (and those measured with them: "
         + "; ".join(" ".join(map(str, numbers)) for numbers in PARTS.values())
-        + "); the images are then built once, from the layer cache when it has them",
+        + "); the images are then built once, without the cold builds",
     )
     parser.add_argument(
         "--output",
@@ -146,7 +146,7 @@ def main(argv: list[str]) -> int:
             run_builds(workspace, results, args.build_reps, deadline)
             disk_usage(workspace, results)
         else:
-            log("building the images (the layer cache serves what it has)")
+            log("building the images once (no cold builds)")
             log(f"  {build_stack(workspace).seconds:.0f} s")
         if "services" in args.parts:
             run_services(
