@@ -147,6 +147,9 @@ def main(argv: list[str]) -> int:
             disk_usage(workspace, results)
         else:
             log("building the images once (no cold builds)")
+            # On a base of the run's own, so every layer, intermediate ones too, is removed at
+            # the end (a build on the user's base would leave its layers)
+            workspace.base_image = workspace.fresh_base("only")
             log(f"  {build_stack(workspace).seconds:.0f} s")
         if "services" in args.parts:
             run_services(
