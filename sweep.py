@@ -129,7 +129,7 @@ def sweep(args: argparse.Namespace, log) -> dict[str, Any]:
             )
             started = time.monotonic()
             with cluster.parallel(client):
-                results = cross_validate_grid(grid, args.folds, args.random_state)
+                results = cross_validate_grid(grid, args.folds, args.random_state, client=client)
             seconds = time.monotonic() - started
             log.info("search done in %.1f s", seconds)
             children = tracking.log_candidates(results, experiment=args.experiment)

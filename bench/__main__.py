@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import signal
 import sys
 import time
@@ -19,14 +20,31 @@ from pathlib import Path
 
 import docker
 
-from bench.measure import Results, disk_usage, repo_commit, run_builds, run_services
+from bench.measure import (
+    Results,
+    _measure,
+    build_stack,
+    disk_usage,
+    repo_commit,
+    run_builds,
+    run_dask,
+    run_services,
+)
 from bench.report import document, rows, table_markdown
 from bench.workspace import BenchError, Workspace, log
 from tests.helpers import REPO_ROOT
 
 # Seconds kept for everything after the cold builds (rebuilds, the second project, make up,
-# probes, the default server, cleanup): about 5 minutes here; 7 for a loaded machine
-SERVICES_RESERVE_S = 420
+# probes, the default server, the Dask searches, cleanup): about 9 minutes here; 12 for a loaded
+# machine
+SERVICES_RESERVE_S = 720
+# The figures by the part of the run that measures them (--only runs the parts it names)
+PARTS = {
+    "builds": (4, 5, 8, 10),
+    "services": (1, 2, 3, 6, 7, 9),
+    "dask": (11, 12),
+}
+FIGURES = sorted(number for numbers in PARTS.values() for number in numbers)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -53,12 +71,36 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=1000, help="log_metric calls per server")
     parser.add_argument("--batches", type=int, default=20, help="log_batch calls per server")
     parser.add_argument(
+        "--dask-reps", type=int, default=2, help="searches per setting (local, 1 and 2 workers)"
+    )
+    parser.add_argument(
         "--idle-seconds", type=float, default=30, help="wait after start before reading idle RSS"
     )
     parser.add_argument(
-        "--output", type=Path, default=REPO_ROOT / "bench/results.md", help="the results file"
+        "--only",
+        type=int,
+        nargs="+",
+        choices=FIGURES,
+        metavar="N",
+        help="measure only these figures (and those measured with them: "
+        + "; ".join(" ".join(map(str, numbers)) for numbers in PARTS.values())
+        + "); the images are then built once, without the cold builds",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="the results file (default bench/results.md; with --only, "
+        "bench/results-<figures>.md)",
+    )
+    args = parser.parse_args(argv)
+    args.parts = [
+        part for part, numbers in PARTS.items() if not args.only or set(numbers) & set(args.only)
+    ]
+    args.figures = [number for part in args.parts for number in PARTS[part]]
+    if args.output is None:
+        name = "results.md" if not args.only else f"results-{'-'.join(map(str, args.figures))}.md"
+        args.output = REPO_ROOT / "bench" / name
+    return args
 
 
 def machine(client: docker.DockerClient) -> dict[str, str]:
@@ -71,6 +113,12 @@ def machine(client: docker.DockerClient) -> dict[str, str]:
         "storage": info["Driver"],
         "cgroup": f"v{info.get('CgroupVersion', '1')}",
     }
+
+
+def load_text(load: tuple[float, float, float]) -> str:
+    """The load averages over 1, 5 and 15 minutes (``os.getloadavg()``) as ``2.4 / 3.0 / 4.6``:
+    how busy the shared machine was (runnable processes; this machine has ``cores`` of them)."""
+    return " / ".join(f"{value:.1f}" for value in load)
 
 
 def terminate(signum: int, _frame) -> None:
@@ -86,25 +134,41 @@ def main(argv: list[str]) -> int:
     machine_info = machine(client)
     results = Results()
     started = time.perf_counter()
+    load_before = os.getloadavg()
     workspace = Workspace.create(client)
     log(
         f"run {workspace.run_id}: project copy {workspace.directory}, images "
         f"{workspace.prefix}/*, {workspace.project}-* and {workspace.second_project}-*"
     )
     try:
-        deadline = started + args.max_minutes * 60 - SERVICES_RESERVE_S
-        run_builds(workspace, results, args.build_reps, deadline)
-        disk_usage(workspace, results)
-        run_services(
-            workspace,
-            results,
-            up_reps=args.up_reps,
-            run_reps=args.run_reps,
-            kernel_reps=args.kernel_reps,
-            calls=args.calls,
-            batches=args.batches,
-            idle_s=args.idle_seconds,
-        )
+        if "builds" in args.parts:
+            deadline = started + args.max_minutes * 60 - SERVICES_RESERVE_S
+            run_builds(workspace, results, args.build_reps, deadline)
+            disk_usage(workspace, results)
+        else:
+            log("building the images once (no cold builds)")
+            # On a base of the run's own, so every layer, intermediate ones too, is removed at
+            # the end (a build on the user's base would leave its layers)
+            workspace.base_image = workspace.fresh_base("only")
+            log(f"  {build_stack(workspace).seconds:.0f} s")
+        if "services" in args.parts:
+            run_services(
+                workspace,
+                results,
+                up_reps=args.up_reps,
+                run_reps=args.run_reps,
+                kernel_reps=args.kernel_reps,
+                calls=args.calls,
+                batches=args.batches,
+                idle_s=args.idle_seconds,
+            )
+        if "dask" in args.parts:
+            _measure(
+                results,
+                11,
+                "Dask: the same search locally, on 1 and on 2 workers",
+                lambda: run_dask(workspace, results, reps=args.dask_reps, idle_s=args.idle_seconds),
+            )
     except BenchError as error:
         log(f"error: {error}")
         return 1
@@ -118,17 +182,25 @@ def main(argv: list[str]) -> int:
         client.close()
 
     minutes = (time.perf_counter() - started) / 60
+    parts = {
+        "builds": f"medians of {len(results.cold_stack_s)} cold builds, rebuilds and "
+        "second-project builds",
+        "services": f"{args.up_reps} `make up`, {args.run_reps} runs, {args.kernel_reps} "
+        f"kernels; {args.calls:,} `log_metric` calls and {args.batches} `log_batch` calls per "
+        "server",
+        "dask": f"{args.dask_reps} searches per Dask setting",
+    }
     settings = (
         f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on commit "
-        f"{repo_commit(REPO_ROOT)} in {minutes:.0f} min; medians of {len(results.cold_stack_s)} "
-        f"cold builds, rebuilds and second-project builds, {args.up_reps} `make up`, "
-        f"{args.run_reps} runs, {args.kernel_reps} kernels; "
-        f"{args.calls:,} `log_metric` calls and {args.batches} `log_batch` calls per server; "
-        f"idle RSS read {args.idle_seconds:.0f} s after start."
+        f"{repo_commit(REPO_ROOT)} in {minutes:.0f} min"
+        + ("" if not args.only else f" (figures {', '.join(map(str, args.figures))} only)")
+        + f"; {'; '.join(parts[part] for part in args.parts)}; "
+        f"idle RSS read {args.idle_seconds:.0f} s after start; load average "
+        f"{load_text(load_before)} before, {load_text(os.getloadavg())} after."
     )
-    args.output.write_text(document(results, machine_info, settings))
+    args.output.write_text(document(results, machine_info, settings, args.figures))
     print(f"\nmlstack benchmark ({', '.join(f'{k} {v}' for k, v in machine_info.items())})\n")
-    print(table_markdown(rows(results)))
+    print(table_markdown(rows(results, args.figures)))
     print(f"\nwritten to {args.output} with the breakdowns ({minutes:.0f} min)")
     return 0
 

@@ -96,6 +96,11 @@ class Results:
     unique_bytes: int | None = None
     own_bytes: dict[str, int] = field(default_factory=dict)
     biggest_layers: list[tuple[str, int, str]] = field(default_factory=list)
+    dask_search_s: dict[str, list[float]] = field(default_factory=dict)
+    dask_probes: dict[str, list[dict]] = field(default_factory=dict)
+    dask_idle_rss_bytes: dict[str, int] = field(default_factory=dict)
+    dask_busy_rss_bytes: dict[str, int] = field(default_factory=dict)
+    dask_up_s: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)
 
 
@@ -473,6 +478,89 @@ def disk_usage(ws: Workspace, results: Results) -> None:
         name: sum(size for identity, size, _ in image_layers if identity not in sizes)
         for name, image_layers in second.items()
     }
+
+
+# ---------------------------------------------------------------- Dask (figures 11 and 12)
+
+# Figure 11's search: sweep.py's default grid and folds (8 candidates of 25 to 200 trees x 5
+# folds = 40 fits of 0.1 to 0.8 CPU seconds each here, far above Dask's milliseconds per task),
+# run by the code sweep.py runs (cross_validate_grid)
+DASK_GRID = {"n_estimators": [25, 50, 100, 200], "max_depth": [3, 6]}
+DASK_FOLDS = 5
+# The settings of figure 11, by name: where the search runs, and the workers `make up` starts
+DASK_SETTINGS = {"local": 0, "1 worker": 1, "2 workers": 2}
+
+
+def dask_containers(ws: Workspace) -> dict[str, Container]:
+    """The run's Dask containers by name: ``scheduler``, ``worker 1``, ``worker 2``, ... (by
+    the replica number compose gives them)."""
+    found = {}
+    label = f"com.docker.compose.project={ws.project}"
+    for container in ws.client.containers.list(filters={"label": label}):
+        service = container.labels.get("com.docker.compose.service")
+        number = container.labels.get("com.docker.compose.container-number", "1")
+        if service == "dask-scheduler":
+            found["scheduler"] = container
+        elif service == "dask-worker":
+            found[f"worker {number}"] = container
+    return dict(sorted(found.items()))
+
+
+def scale_dask(ws: Workspace, workers: int, results: Results) -> None:
+    """Start or rescale the cluster to ``workers`` with scripts/up.sh, the step `make up
+    WORKERS=N` runs once the images are built; returns when every container is healthy. The
+    seconds go to ``results.dask_up_s`` under ``"to N"``."""
+    seconds, _ = ws.run(["scripts/up.sh", str(workers)], timeout=600)
+    results.dask_up_s.setdefault(f"to {workers}", []).append(seconds)
+    log(f"  cluster at {workers} worker{'s' if workers > 1 else ''} in {seconds:.1f} s")
+
+
+def probe_search(ws: Workspace, workers: int, grid: dict[str, list[int]], folds: int) -> dict:
+    """bench/probe_dask.py in a runner container (`docker compose run`): the search on
+    ``workers`` Dask workers, or locally in the runner's one process for 0."""
+    args = ["run", "--rm", "-T", "bash", "python", "bench/probe_dask.py"]
+    args += ["--where", "cluster" if workers else "local", "--workers", str(max(workers, 1))]
+    for name, values in grid.items():
+        args += [f"--{name.replace('_', '-')}", *map(str, values)]
+    _, output = ws.compose(*args, "--folds", str(folds), timeout=1200)
+    return last_json_line(output)
+
+
+def run_dask(ws: Workspace, results: Results, reps: int, idle_s: float) -> None:
+    """Figures 11 and 12 on the run's stack: `make up WORKERS=2`, the cluster's idle RSS after
+    ``idle_s`` seconds, then ``reps`` rounds of the same search (DASK_GRID, DASK_FOLDS) on 2
+    workers, on 1 worker (rescaled with `make up WORKERS=1`'s script) and locally in one
+    process, alternating so a busy spell of the shared machine hits every setting; the cluster
+    is scaled back to 2 between rounds. Then the RSS after the searches (scheduler, worker 1).
+    Each probe result is kept for the breakdown."""
+    log("make up WORKERS=2 (a Dask scheduler and 2 workers)")
+    seconds, _ = ws.run(["make", "--no-print-directory", "up", "WORKERS=2"], timeout=900)
+    results.dask_up_s.setdefault("make up WORKERS=2", []).append(seconds)
+    settle(time.perf_counter(), idle_s)
+    results.dask_idle_rss_bytes = median_rss(dask_containers(ws))
+    # The cluster runs 2 workers at the start of each round; the local search runs while the
+    # 1-worker cluster idles
+    order = ("2 workers", "1 worker", "local")
+    for rep in range(reps):
+        if rep:
+            scale_dask(ws, 2, results)
+        for name in order:
+            workers = DASK_SETTINGS[name]
+            if workers == 1:
+                scale_dask(ws, 1, results)
+            log(f"search, {name} ({rep + 1}/{reps})")
+            try:
+                probe = probe_search(ws, workers, DASK_GRID, DASK_FOLDS)
+            except BenchError as error:
+                # Once more on a shared machine, after `make up` brought the cluster back
+                log(f"  failed, once more: {str(error).splitlines()[-1]}")
+                scale_dask(ws, max(workers, 1), results)
+                probe = probe_search(ws, workers, DASK_GRID, DASK_FOLDS)
+            results.dask_probes.setdefault(name, []).append(probe)
+            results.dask_search_s.setdefault(name, []).append(probe["seconds"])
+            log(f"  {probe['seconds']:.1f} s")
+    results.dask_busy_rss_bytes = median_rss(dask_containers(ws), samples=1)
+    ws.run(["scripts/up.sh", "0"], timeout=600)
 
 
 # ---------------------------------------------------------------- the whole run

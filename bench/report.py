@@ -6,7 +6,13 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from bench.measure import ADDED_PACKAGE, MLFLOW_LOCK, Results
+from bench.measure import (
+    ADDED_PACKAGE,
+    DASK_FOLDS,
+    DASK_GRID,
+    MLFLOW_LOCK,
+    Results,
+)
 from bench.workspace import SECOND_PROJECT_SUFFIX
 
 
@@ -69,8 +75,13 @@ def throughput(logging: dict) -> float | None:
     return logging["batch_size"] / batch if batch else None
 
 
-def rows(r: Results) -> list[Row]:
-    """The table's rows, one per figure of the issue, computed within this one run."""
+# Figure 11's target: 2 workers at least this many times as fast as 1 (on 2 cores)
+DASK_SPEEDUP_TARGET = 1.6
+
+
+def rows(r: Results, figures: list[int] | None = None) -> list[Row]:
+    """The table's rows, one per figure of the issue, computed within this one run; only those
+    numbered in ``figures`` when given."""
     table = []
 
     stack_p50, stack_p95 = median(r.stack_logging.get("log_metric_s", [])), p95(
@@ -219,10 +230,132 @@ def rows(r: Results) -> list[Row]:
             verdict(None if q_time is None or q_disk is None else max(q_time, q_disk) <= 0.2),
         )
     )
+    one, two, local = (
+        median(r.dask_search_s.get(name, [])) for name in ("1 worker", "2 workers", "local")
+    )
+    speedup = ratio(one, two)
+    table.append(
+        Row(
+            11,
+            f"Dask: the same search ({grid_text(DASK_GRID)}), 2 workers / 1 worker / locally "
+            "in one process (`n_jobs=1`); speed-up of 2 workers over 1 (efficiency: ÷ 2)",
+            f"{seconds(two)} / {seconds(one)} / {seconds(local)}",
+            f"{seconds(one)} (1 worker)",
+            "—" if speedup is None else f"{speedup:.2f} ({speedup / 2:.0%})",
+            f"speed-up ≥ {DASK_SPEEDUP_TARGET}",
+            verdict(None if speedup is None else speedup >= DASK_SPEEDUP_TARGET),
+        )
+    )
+
+    idle = r.dask_idle_rss_bytes
+    table.append(
+        Row(
+            12,
+            "idle RSS of the Dask cluster (scheduler + 2 workers)",
+            size(sum(idle.values())) if idle else "—",
+            "—",
+            "—",
+            "report",
+            "—",
+        )
+    )
     for row in table:
         if row.number in r.errors and row.met == "—" and row.target != "report":
             row.met = "error"
-    return table
+    return [row for row in table if figures is None or row.number in figures]
+
+
+def grid_text(grid: dict[str, list[int]]) -> str:
+    """A grid and the folds as ``n_estimators 150, 300 × max_depth 4, 8 × 5 folds = 20 fits``."""
+    fits = DASK_FOLDS
+    for values in grid.values():
+        fits *= len(values)
+    parts = [f"{name} {', '.join(map(str, values))}" for name, values in grid.items()]
+    return f"{' × '.join(parts)} × {DASK_FOLDS} folds = {fits} fits"
+
+
+def search_parts(probe: dict) -> dict[str, float]:
+    """Where one search's time went (bench/probe_dask.py's result), in seconds unless named:
+    ``fits`` (inside model.fit, summed), ``tasks`` (Dask tasks), ``compute``
+    (the tasks' computation, summed: fits, predictions, scores), ``busy`` (compute ÷ (workers
+    × wall): the share of the workers' time spent computing), ``first`` (search start to the
+    first task computing: joblib, scheduler, transfer) and ``tail`` (last task done to the
+    search's end)."""
+    parts = {"wall": probe["seconds"], "fits": probe["fit_s"]}
+    tasks = probe.get("tasks") or []
+    if tasks:
+        compute = sum(task["stop"] - task["start"] for task in tasks)
+        parts |= {
+            "tasks": len(tasks),
+            "compute": compute,
+            "busy": compute / (max(probe["workers"], 1) * probe["seconds"]),
+            "first": min(task["start"] for task in tasks) - probe["start"],
+            "tail": probe["stop"] - max(task["stop"] for task in tasks),
+        }
+    return parts
+
+
+def dask_breakdown(r: Results) -> list[str]:
+    """Figure 11 and 12's lines of the breakdown (medians over the repetitions)."""
+    items = []
+    for name, probes in r.dask_probes.items():
+        parts = [search_parts(probe) for probe in probes]
+        wall = ", ".join(f"{p['wall']:.1f}" for p in parts)
+        text = (
+            f"11. {name}: runs {wall} s; inside `model.fit` "
+            f"{seconds(median([p['fits'] for p in parts]))} of the "
+            f"{probes[0]['fits']} fits together"
+        )
+        if "tasks" in parts[0]:
+            text += (
+                f"; {median([p['tasks'] for p in parts]):.0f} Dask tasks "
+                f"computing {seconds(median([p['compute'] for p in parts]))} together, the "
+                f"workers busy {median([p['busy'] for p in parts]):.0%} of the wall time; first "
+                f"task computing {seconds(median([p['first'] for p in parts]))} after the start, "
+                f"last done {seconds(median([p['tail'] for p in parts]))} before the end"
+            )
+        cpu = [sum(probe["cpu_s"].values()) for probe in probes]
+        text += (
+            f"; CPU time of the fitting processes {seconds(median(cpu))}, i.e. "
+            f"{median([c / p['wall'] for c, p in zip(cpu, parts)]):.2f} cores on average "
+            "(what the shared machine gave them)"
+        )
+        warmup = probes[0]["warmup_s"]
+        text += (
+            "; first use of each process (imports, data; before the timed search): "
+            + ", ".join(f"{value:.1f}" for value in warmup.values())
+            + " s"
+        )
+        items.append(text)
+    cores = {
+        name: median([sum(p["cpu_s"].values()) / p["seconds"] for p in probes])
+        for name, probes in r.dask_probes.items()
+    }
+    one, two = median(r.dask_search_s.get("1 worker", [])), median(
+        r.dask_search_s.get("2 workers", [])
+    )
+    if one and two and cores.get("1 worker") and cores.get("2 workers"):
+        share = cores["2 workers"] / cores["1 worker"]
+        items.append(
+            f"11. the machine's share: 2 workers got {share:.2f} times the cores 1 worker got "
+            f"({cores['2 workers']:.2f} against {cores['1 worker']:.2f}); the speed-up per core "
+            f"given, {one / two / share:.2f}, is what is left of the scaling when the machine's "
+            "load is set aside (1.00: no loss to Dask)"
+        )
+    if r.dask_up_s:
+        parts = ", ".join(
+            f"{what} {', '.join(f'{v:.1f}' for v in values)} s"
+            for what, values in r.dask_up_s.items()
+        )
+        items.append(f"11. cluster start and rescaling (until healthy): {parts}")
+    for label, values in (
+        ("idle", r.dask_idle_rss_bytes),
+        ("after the searches", r.dask_busy_rss_bytes),
+    ):
+        if values:
+            parts = ", ".join(f"{name} {size(value)}" for name, value in values.items())
+            items.append(f"12. RSS {label}: {parts}")
+    return items
 
 
 def _ratio_text(value: float | None) -> str:
@@ -360,6 +493,7 @@ def breakdown_markdown(r: Results) -> str:
             "is the template's plus a comment line, so its own layers are built, not taken from "
             "the first project's cache"
         )
+    items += dask_breakdown(r)
     for number, error in sorted(r.errors.items()):
         items.append(f"{number}. error: {error}")
     return "\n".join(f"- {item}" for item in items)
@@ -395,13 +529,16 @@ def _short(instruction: str) -> str:
     return text if len(text) <= 70 else text[:67] + "..."
 
 
-def document(r: Results, machine: dict[str, str], settings: str) -> str:
-    """The whole results file: what ran where, the table, the breakdowns."""
+def document(
+    r: Results, machine: dict[str, str], settings: str, figures: list[int] | None = None
+) -> str:
+    """The whole results file: what ran where, the table (the rows of ``figures``, or all),
+    the breakdowns."""
     about = ", ".join(f"{key} {value}" for key, value in machine.items())
     return (
         "# mlstack benchmark results\n\n"
         f"Written by `make bench`. Machine: {about}. {settings}\n\n"
-        f"{table_markdown(rows(r))}\n\n"
+        f"{table_markdown(rows(r, figures))}\n\n"
         "Where the time and bytes go (measured in the same run):\n\n"
         f"{breakdown_markdown(r)}\n"
     )

@@ -253,31 +253,43 @@ def remove_run_images(
     """Remove the images of one benchmark run (see ``Workspace._remove_images``): tagged
     ``<prefix>/...`` or ``<project>-<service>:...`` for one of ``projects`` (compose project
     names) and a service of PROJECT_SERVICES, labelled ``mlstack.project=<one of projects>`` or
-    with the run's label from a fresh base, or in ``known`` (image IDs). Never raises.
+    with the run's label from a fresh base, or in ``known`` (image IDs). An image that also
+    has a tag of someone else's (a build served from the layer cache) only loses the run's
+    tags. Never raises.
 
     Returns:
         One line per image that could not be removed.
     """
     repositories = {f"{project}-{service}" for project in projects for service in PROJECT_SERVICES}
+
+    def our_tag(tag: str) -> bool:
+        return tag.startswith(f"{prefix}/") or tag.rpartition(":")[0] in repositories
+
     ours: dict[str, int] = {}
+    problems: dict[str, str] = {}
     # The raw list (one request) has each image's labels and creation time in seconds
     for image in client.api.images(all=True):
         labels = image.get("Labels") or {}
-        tags = image.get("RepoTags") or []
-        tagged = any(
-            tag.startswith(f"{prefix}/") or tag.rpartition(":")[0] in repositories for tag in tags
-        )
+        tags = [tag for tag in image.get("RepoTags") or [] if tag != "<none>:<none>"]
         if (
-            tagged
+            any(map(our_tag, tags))
             or image["Id"] in known
             or labels.get(PROJECT_LABEL) in projects
             or labels.get(RUN_LABEL, "").startswith(f"{run_id}-")
         ):
-            ours[image["Id"]] = image.get("Created", 0)
+            if all(map(our_tag, tags)):
+                ours[image["Id"]] = image.get("Created", 0)
+                continue
+            # A build from the layer cache can give this run's tag to an image the user has
+            # (the same ID as <their prefix>/science): only this run's tags go
+            for tag in filter(our_tag, tags):
+                problems |= {
+                    tag: text for text in _attempt(f"tag {tag}", client.images.remove, tag)
+                }
     # Children first; images made in the same second may still come in the wrong order, so a
     # refused removal ("has dependent child images") is retried in the next pass
     left = sorted(ours, key=ours.get, reverse=True)
-    problems: dict[str, str] = {}
+    untagged = list(problems.values())
     for _ in range(5):
         problems = {}
         for image_id in left:
@@ -290,7 +302,7 @@ def remove_run_images(
         left = list(problems)
         if not left:
             break
-    return list(problems.values())
+    return untagged + list(problems.values())
 
 
 @contextmanager
