@@ -21,6 +21,7 @@ import docker
 
 from bench.measure import Results, disk_usage, repo_commit, run_builds, run_services
 from bench.report import document, rows, table_markdown
+from bench.team import TeamResults, run_team, team_breakdown, team_rows
 from bench.workspace import BenchError, Workspace, log
 from tests.helpers import REPO_ROOT
 
@@ -56,6 +57,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--idle-seconds", type=float, default=30, help="wait after start before reading idle RSS"
     )
     parser.add_argument(
+        "--team",
+        action="store_true",
+        help="only figure 13 (the team stack next to the SQLite default); prints, writes no file",
+    )
+    parser.add_argument("--no-team", action="store_true", help="skip figure 13")
+    parser.add_argument(
+        "--team-reps", type=int, default=3, help="figure 13: probe rounds, stacks alternating"
+    )
+    parser.add_argument(
+        "--team-calls", type=int, default=300, help="figure 13: log_metric calls per probe"
+    )
+    parser.add_argument(
+        "--team-batches", type=int, default=10, help="figure 13: log_batch calls per probe"
+    )
+    parser.add_argument(
         "--output", type=Path, default=REPO_ROOT / "bench/results.md", help="the results file"
     )
     return parser.parse_args(argv)
@@ -85,6 +101,7 @@ def main(argv: list[str]) -> int:
     client = docker.from_env(timeout=600)
     machine_info = machine(client)
     results = Results()
+    team = TeamResults()
     started = time.perf_counter()
     workspace = Workspace.create(client)
     log(
@@ -92,6 +109,8 @@ def main(argv: list[str]) -> int:
         f"{workspace.prefix}/*, {workspace.project}-* and {workspace.second_project}-*"
     )
     try:
+        if args.team:
+            return team_only(workspace, team, args, machine_info, started)
         deadline = started + args.max_minutes * 60 - SERVICES_RESERVE_S
         run_builds(workspace, results, args.build_reps, deadline)
         disk_usage(workspace, results)
@@ -105,6 +124,8 @@ def main(argv: list[str]) -> int:
             batches=args.batches,
             idle_s=args.idle_seconds,
         )
+        if not args.no_team:
+            run_team_figure(workspace, team, args)
     except BenchError as error:
         log(f"error: {error}")
         return 1
@@ -126,11 +147,49 @@ def main(argv: list[str]) -> int:
         f"{args.calls:,} `log_metric` calls and {args.batches} `log_batch` calls per server; "
         f"idle RSS read {args.idle_seconds:.0f} s after start."
     )
-    args.output.write_text(document(results, machine_info, settings))
+    table = rows(results) + ([] if args.no_team else team_rows(team))
+    text = document(results, machine_info, settings)
+    if not args.no_team:
+        text = text.replace(table_markdown(rows(results)), table_markdown(table))
+        text += team_breakdown(team) + "\n"
+    args.output.write_text(text)
     print(f"\nmlstack benchmark ({', '.join(f'{k} {v}' for k, v in machine_info.items())})\n")
-    print(table_markdown(rows(results)))
+    print(table_markdown(table))
     print(f"\nwritten to {args.output} with the breakdowns ({minutes:.0f} min)")
     return 0
+
+
+def run_team_figure(workspace: Workspace, team: TeamResults, args: argparse.Namespace) -> None:
+    """Figure 13 with the options' sizes (see bench/team.py)."""
+    run_team(
+        workspace,
+        team,
+        reps=args.team_reps,
+        calls=args.team_calls,
+        batches=args.team_batches,
+        idle_s=args.idle_seconds,
+    )
+
+
+def team_only(
+    workspace: Workspace,
+    team: TeamResults,
+    args: argparse.Namespace,
+    machine_info: dict[str, str],
+    started: float,
+) -> int:
+    """`--team`: figure 13 alone (images built as `make up` builds them, from the layer cache
+    where it can), printed with its breakdown; bench/results.md is left as it is."""
+    run_team_figure(workspace, team, args)
+    minutes = (time.perf_counter() - started) / 60
+    print(
+        f"\nmlstack benchmark, figure 13 ({', '.join(f'{k} {v}' for k, v in machine_info.items())};"
+    )
+    print(f"{args.team_reps} rounds of {args.team_calls} `log_metric` and {args.team_batches}")
+    print(f"`log_batch` calls per stack, alternating; {minutes:.0f} min)\n")
+    print(table_markdown(team_rows(team)))
+    print("\n" + team_breakdown(team))
+    return 1 if team.error else 0
 
 
 if __name__ == "__main__":

@@ -29,6 +29,10 @@ SETTINGS_FILES = (
 )
 
 
+# How the backend store words the loss of a race to insert the same data set (SQLite, PostgreSQL)
+DATASET_RACE = ("UNIQUE constraint failed: datasets", "duplicate key value violates unique")
+
+
 class JobError(RuntimeError):
     """A failure the user can act on, said in one line (an entry point prints ``error: ...``)."""
 
@@ -153,8 +157,8 @@ def log_dataset(dataset: Any, context: str = "training", attempts: int = 3) -> N
     """Log a data set (``mlflow.data.from_pandas(...)``) as an input of the active run.
 
     Two runs that log the same data set at the same moment race in the tracking server, and
-    the loser gets a UNIQUE-constraint error (the row the winner just wrote): retrying links the
-    run to that row.
+    the loser gets a unique-constraint error (the row the winner just wrote; SQLite's or
+    PostgreSQL's words): retrying links the run to that row.
 
     Raises:
         mlflow.exceptions.MlflowException: when the server refuses for another reason, or
@@ -168,7 +172,8 @@ def log_dataset(dataset: Any, context: str = "training", attempts: int = 3) -> N
             mlflow.log_input(dataset, context=context)
             return
         except MlflowException as error:
-            if "UNIQUE constraint failed: datasets" not in str(error) or attempt == attempts:
+            raced = any(words in str(error) for words in DATASET_RACE)
+            if not raced or attempt == attempts:
                 raise
 
 
