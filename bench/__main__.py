@@ -31,6 +31,7 @@ from bench.measure import (
     run_services,
 )
 from bench.report import document, rows, table_markdown
+from bench.team import TeamResults, run_team, team_breakdown, team_rows
 from bench.workspace import BenchError, Workspace, log
 from tests.helpers import REPO_ROOT
 
@@ -43,6 +44,7 @@ PARTS = {
     "builds": (4, 5, 8, 10),
     "services": (1, 2, 3, 6, 7, 9),
     "dask": (11, 12),
+    "team": (13,),
 }
 FIGURES = sorted(number for numbers in PARTS.values() for number in numbers)
 
@@ -85,6 +87,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="measure only these figures (and those measured with them: "
         + "; ".join(" ".join(map(str, numbers)) for numbers in PARTS.values())
         + "); the images are then built once, without the cold builds",
+    )
+    parser.add_argument(
+        "--team-reps", type=int, default=3, help="figure 13: probe rounds, stacks alternating"
+    )
+    parser.add_argument(
+        "--team-calls", type=int, default=300, help="figure 13: log_metric calls per probe"
+    )
+    parser.add_argument(
+        "--team-batches", type=int, default=10, help="figure 13: log_batch calls per probe"
     )
     parser.add_argument(
         "--output",
@@ -133,6 +144,7 @@ def main(argv: list[str]) -> int:
     client = docker.from_env(timeout=600)
     machine_info = machine(client)
     results = Results()
+    team = TeamResults()
     started = time.perf_counter()
     load_before = os.getloadavg()
     workspace = Workspace.create(client)
@@ -169,6 +181,8 @@ def main(argv: list[str]) -> int:
                 "Dask: the same search locally, on 1 and on 2 workers",
                 lambda: run_dask(workspace, results, reps=args.dask_reps, idle_s=args.idle_seconds),
             )
+        if "team" in args.parts:
+            run_team_figure(workspace, team, args)
     except BenchError as error:
         log(f"error: {error}")
         return 1
@@ -189,6 +203,8 @@ def main(argv: list[str]) -> int:
         f"kernels; {args.calls:,} `log_metric` calls and {args.batches} `log_batch` calls per "
         "server",
         "dask": f"{args.dask_reps} searches per Dask setting",
+        "team": f"{args.team_reps} rounds of {args.team_calls} `log_metric` and "
+        f"{args.team_batches} `log_batch` calls per tracking store, alternating",
     }
     settings = (
         f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on commit "
@@ -198,11 +214,28 @@ def main(argv: list[str]) -> int:
         f"idle RSS read {args.idle_seconds:.0f} s after start; load average "
         f"{load_text(load_before)} before, {load_text(os.getloadavg())} after."
     )
-    args.output.write_text(document(results, machine_info, settings, args.figures))
+    table = rows(results, args.figures) + (team_rows(team) if "team" in args.parts else [])
+    text = document(results, machine_info, settings, args.figures)
+    if "team" in args.parts:
+        text = text.replace(table_markdown(rows(results, args.figures)), table_markdown(table))
+        text += team_breakdown(team) + "\n"
+    args.output.write_text(text)
     print(f"\nmlstack benchmark ({', '.join(f'{k} {v}' for k, v in machine_info.items())})\n")
-    print(table_markdown(rows(results, args.figures)))
+    print(table_markdown(table))
     print(f"\nwritten to {args.output} with the breakdowns ({minutes:.0f} min)")
     return 0
+
+
+def run_team_figure(workspace: Workspace, team: TeamResults, args: argparse.Namespace) -> None:
+    """Figure 13 with the options' sizes (see bench/team.py)."""
+    run_team(
+        workspace,
+        team,
+        reps=args.team_reps,
+        calls=args.team_calls,
+        batches=args.team_batches,
+        idle_s=args.idle_seconds,
+    )
 
 
 if __name__ == "__main__":

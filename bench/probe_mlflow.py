@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import mlflow
@@ -62,6 +63,12 @@ def time_requests(uri: str, run_id: str, calls: int) -> tuple[list[float], list[
     """Seconds per bare ``GET /health`` and per log-metric REST call made with one
     requests.Session (a reused connection, like the MLflow client's), ``calls`` of each."""
     session = requests.Session()
+    # Logged in as the MLflow client is, when the server has auth on (the team stack)
+    if os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        session.auth = (
+            os.environ["MLFLOW_TRACKING_USERNAME"],
+            os.environ["MLFLOW_TRACKING_PASSWORD"],
+        )
     health, raw = [], []
     for step in range(calls + WARMUP_CALLS):
         start = time.perf_counter()

@@ -29,6 +29,10 @@ SETTINGS_FILES = (
 )
 
 
+# How the backend store words the loss of a race to insert the same data set (SQLite, PostgreSQL)
+DATASET_RACE = ("UNIQUE constraint failed: datasets", "duplicate key value violates unique")
+
+
 class JobError(RuntimeError):
     """A failure the user can act on, said in one line (an entry point prints ``error: ...``)."""
 
@@ -153,8 +157,8 @@ def log_dataset(dataset: Any, context: str = "training", attempts: int = 3) -> N
     """Log a data set (``mlflow.data.from_pandas(...)``) as an input of the active run.
 
     Two runs that log the same data set at the same moment race in the tracking server, and
-    the loser gets a UNIQUE-constraint error (the row the winner just wrote): retrying links the
-    run to that row.
+    the loser gets a unique-constraint error (the row the winner just wrote; SQLite's or
+    PostgreSQL's words): retrying links the run to that row.
 
     Raises:
         mlflow.exceptions.MlflowException: when the server refuses for another reason, or
@@ -168,7 +172,8 @@ def log_dataset(dataset: Any, context: str = "training", attempts: int = 3) -> N
             mlflow.log_input(dataset, context=context)
             return
         except MlflowException as error:
-            if "UNIQUE constraint failed: datasets" not in str(error) or attempt == attempts:
+            raced = any(words in str(error) for words in DATASET_RACE)
+            if not raced or attempt == attempts:
                 raise
 
 
@@ -267,17 +272,28 @@ def server_gone(error: BaseException) -> bool:
     return isinstance(error, RequestException) or "Max retries exceeded" in str(error)
 
 
+def store_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the tracking server answers but its backend store does not (HTTP
+    503: the database is down or restarting), after the client's retries."""
+    from mlflow.exceptions import MlflowException
+
+    text = str(error)
+    if "too many 503 error responses" in text:
+        return True
+    return isinstance(error, MlflowException) and error.error_code == "TEMPORARILY_UNAVAILABLE"
+
+
 @contextlib.contextmanager
 def failure(doing: str) -> Iterator[None]:
     """Turn an MLflow or file error inside the block into a one-line :class:`JobError`,
     ``"<doing>: <what MLflow said>"``; a full disk or a server that went away passes through
-    (:func:`run_job` says those)."""
+    (:func:`run_job` says those), and so does a lost backend store."""
     from mlflow.exceptions import MlflowException
 
     try:
         yield
     except (MlflowException, OSError) as error:
-        if disk_full(error) or server_gone(error):
+        if disk_full(error) or server_gone(error) or store_unavailable(error):
             raise
         raise JobError(f"{doing}: {error_message(error)}") from None
 
@@ -318,6 +334,14 @@ def run_job(name: str, job: Callable[[Any], int | None]) -> int:
         if full := disk_full(error):
             where = full.filename or f"the temporary folder {tempfile.gettempdir()}"
             log.error("error: no space left on the device of %s; free some space, retry", where)
+        elif store_unavailable(error):
+            log.error(
+                "error: the MLflow tracking server at %s lost its backend store (HTTP 503: the "
+                "database is down or restarting), so the job did not finish; check 'make ps' "
+                "and 'make logs', then run %s.py again",
+                tracking_uri,
+                name,
+            )
         elif server_gone(error):
             log.error(
                 "error: the MLflow tracking server at %s stopped answering, so the job did not "

@@ -170,7 +170,10 @@ def test_published_ports_are_loopback_with_docker_chosen_host_ports():
     compose = yaml.safe_load((REPO_ROOT / "compose.yaml").read_text())
     ports = [port for service in compose["services"].values() for port in service.get("ports", [])]
     assert ports, "compose.yaml publishes no port"
-    assert all(re.fullmatch(r"127\.0\.0\.1::\d+", port) for port in ports), ports
+    # The tracking server's host port may be fixed by a setting (MLSTACK_MLFLOW_PORT, for a
+    # reverse proxy); unset, Docker picks it like the others'
+    loopback = r"127\.0\.0\.1:(\$\{MLSTACK_MLFLOW_PORT:-\})?:\d+"
+    assert all(re.fullmatch(loopback, port) for port in ports), ports
 
 
 def test_team_override_publishes_nothing_and_hardens_like_compose_yaml():
