@@ -142,6 +142,9 @@ def project(tmp_path_factory, test_uid, docker_client, built_images):
     try:
         built = stack.make("build")
         assert built.returncode == 0, built.stderr[-3000:]
+        # Healthy before the jobs: the runner waits less than a start on a loaded machine takes
+        up = stack.compose("up", "--detach", "--wait", "mlflow")
+        assert up.returncode == 0, up.stderr[-3000:]
         trained = stack.compose(
             "run", "--rm", "bash", "python", "train.py", "--register-model", "wine"
         )
