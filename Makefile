@@ -38,7 +38,7 @@ ifneq ($(compose_files),compose.yaml)
 export COMPOSE_FILE := $(compose_files)
 endif
 
-.PHONY: FORCE help up down build ps logs urls shell train serve backup restore destroy test lint format clean lock bench preflight init config hooks check gc upgrade-check push swarm-up swarm-down
+.PHONY: FORCE help up down build ps logs urls shell train serve backup restore destroy migrate-store test lint format clean lock bench preflight init config hooks check gc upgrade-check push swarm-up swarm-down
 
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -95,6 +95,9 @@ backup: preflight .env ## Snapshot the MLflow data (runs, models, artifacts) int
 
 restore: preflight .env ## Replace the MLflow data with a backup (FILE=backups/...), backing up first
 	@scripts/store.sh restore "$(FILE)"
+
+migrate-store: preflight .env build ## Copy the SQLite store's runs, models and artifacts into an empty team store (TEAM=1)
+	@scripts/store.sh migrate
 
 gc: preflight .env ## After a backup, free the disk of runs deleted in the MLflow UI (mlflow gc); says how much
 	@scripts/gc.sh

@@ -1,28 +1,102 @@
 #!/usr/bin/env bash
 # Backs up, restores or deletes the MLflow data (the mlflow-data volume: backend store, auth
-# store, artifact store). Usage: scripts/store.sh backup | restore ARCHIVE | destroy
-# backup writes backups/mlflow-<UTC time>.tar.gz; restore and destroy first back up what is
-# there; destroy asks for confirmation unless CONFIRM=1.
+# store, artifact store; in team mode, compose.team.yaml, the PostgreSQL databases and the
+# bucket's artifacts), or moves the SQLite store into the team store.
+# Usage: scripts/store.sh backup | restore ARCHIVE | destroy | migrate
+# backup writes backups/mlflow-<UTC time>.tar.gz (mlflow-team-... in team mode); restore and
+# destroy first back up what is there; destroy asks for confirmation unless CONFIRM=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 store=/usr/local/lib/mlstack/store.py
+# The team store's helper, mounted from here rather than baked into the shared mlflow image
+team_store=/usr/local/lib/mlstack/team_store.py
+team_store_mount="$PWD/scripts/team_store.py:$team_store:ro"
+databases=(mlflow mlflow_auth)
 fail() {
   echo "error: $*" >&2
   exit 1
 }
 setting() { sed -n "s/^$1=//p" .env | tail -n 1; }
+project_name() {
+  docker compose config --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)["name"])'
+}
+# Team mode: compose.team.yaml is among the compose files (TEAM=1, or COMPOSE_FILE in .env)
+is_team() { docker compose config --services | grep -qx postgres; }
+user="$(setting MLSTACK_UID):$(setting MLSTACK_GID)"
 
-backup() {
-  local user
-  user="$(setting MLSTACK_UID):$(setting MLSTACK_GID)"
+backups_folder() {
   mkdir -p backups
   # make run by root for another user (see README): the folder is that user's, like the archive
   [ "$(id -u)" -ne 0 ] || chown "$user" backups
+}
+
+# Folders under backups/ for intermediate files (made by scratch NAME, in $scratch_dir),
+# removed at exit whatever happens
+scratches=()
+trap 'rm -rf "${scratches[@]}"' EXIT
+scratch() {
+  scratch_dir="$(mktemp -d "$PWD/backups/.$1-XXXXXX")"
+  scratches+=("$scratch_dir")
+  [ "$(id -u)" -ne 0 ] || chown "$user" "$scratch_dir"
+}
+
+# The team databases (pg_dump, custom format) and the bucket's artifacts in one archive
+team_backup() {
+  backups_folder
+  docker compose up --detach --wait postgres s3
+  scratch dumps
+  local dumps="$scratch_dir"
+  for database in "${databases[@]}"; do
+    docker compose exec -T postgres pg_dump --format=custom --dbname="$database" \
+      >"$dumps/$database.dump"
+  done
+  [ "$(id -u)" -ne 0 ] || chown -R "$user" "$dumps"
+  docker compose run --rm --no-deps --user "$user" --volume "$PWD/backups:/backups" \
+    --volume "$team_store_mount" mlflow python "$team_store" backup \
+    "/backups/$(basename "$dumps")" "/backups/mlflow-team-$(date -u +%Y%m%dT%H%M%SZ).tar.gz"
+}
+
+backup() {
+  if is_team; then
+    team_backup
+    return
+  fi
+  backups_folder
   # As the host user, so the archive is yours; the server's files are world-readable
   docker compose run --rm --no-deps --user "$user" \
     --volume "$PWD/backups:/backups" mlflow \
     python "$store" backup "/backups/mlflow-$(date -u +%Y%m%dT%H%M%SZ).tar.gz"
+}
+
+# Checks the archive (members, each dump readable by pg_restore --list) before changing
+# anything; then backs up, restores each database in one transaction and replaces the artifacts
+team_restore() {
+  local archive="$1" name
+  name="$(basename "$archive")"
+  backups_folder
+  scratch restore
+  docker compose up --detach --wait postgres s3
+  docker compose run --rm --no-deps --user "$user" --volume "$archive:/restore/backup.tar.gz:ro" \
+    --volume "$scratch_dir:/staging" --volume "$team_store_mount" mlflow \
+    python "$team_store" check /restore/backup.tar.gz /staging
+  for database in "${databases[@]}"; do
+    docker compose exec -T postgres pg_restore --list <"$scratch_dir/$database.dump" >/dev/null 2>&1 ||
+      fail "$database.dump in $name is not a readable pg_dump archive; nothing was changed"
+  done
+  team_backup
+  local running
+  running="$(docker compose ps --status running --quiet mlflow)"
+  [ -z "$running" ] || docker compose stop mlflow
+  for database in "${databases[@]}"; do
+    docker compose exec -T postgres pg_restore --clean --if-exists --single-transaction \
+      --exit-on-error --dbname="$database" <"$scratch_dir/$database.dump" ||
+      fail "pg_restore of $database failed (above); that database is as it was; the backup above holds all"
+  done
+  docker compose run --rm --no-deps --volume "$scratch_dir:/staging:ro" \
+    --volume "$team_store_mount" mlflow python "$team_store" restore-artifacts /staging
+  [ -z "$running" ] || docker compose up --detach --wait mlflow
+  echo "restore: the team store's data now comes from $archive"
 }
 
 restore() {
@@ -30,6 +104,10 @@ restore() {
   [ -n "$archive" ] || fail "say which backup to restore: make restore FILE=backups/<archive>.tar.gz"
   [ -f "$archive" ] || fail "no backup archive at $archive; 'ls backups' lists them"
   archive="$(cd "$(dirname "$archive")" && pwd)/$(basename "$archive")"
+  if is_team; then
+    team_restore "$archive"
+    return
+  fi
   backup
   local running
   running="$(docker compose ps --status running --quiet mlflow)"
@@ -44,11 +122,12 @@ restore() {
 }
 
 destroy() {
-  local project
-  project="$(docker compose config --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)["name"])')"
+  local project what="every MLflow run, model and artifact"
+  project="$(project_name)"
+  ! is_team || what="$what (the SQLite store and the team store: PostgreSQL and object store volumes)"
   if [ "${CONFIRM:-}" != 1 ]; then
-    [ -t 0 ] || fail "make destroy deletes every MLflow run, model and artifact of project $project; run it in a terminal, or with CONFIRM=1"
-    read -r -p "Delete all MLflow data of project $project (a backup is made first)? Type yes: " answer
+    [ -t 0 ] || fail "make destroy deletes $what of project $project; run it in a terminal, or with CONFIRM=1"
+    read -r -p "Delete $what of project $project (a backup is made first)? Type yes: " answer
     [ "$answer" = yes ] || fail "destroy cancelled; nothing was deleted"
   fi
   backup
@@ -56,9 +135,30 @@ destroy() {
   echo "destroy: the MLflow data of project $project is deleted; the backup above restores it"
 }
 
+# Copies the SQLite store (mlflow-data, mounted read-only) into an empty team store; the team
+# server is stopped meanwhile, so nothing else writes there
+migrate() {
+  is_team || fail "make migrate-store moves the SQLite store into the team store: run make migrate-store TEAM=1"
+  local volume
+  volume="$(project_name)_mlflow-data"
+  docker volume inspect "$volume" >/dev/null 2>&1 ||
+    fail "no SQLite store to migrate (no volume $volume); the team store is left as it is"
+  local running
+  running="$(docker compose ps --status running --quiet mlflow)"
+  [ -z "$running" ] || docker compose stop mlflow
+  docker compose up --detach --wait postgres s3
+  local status=0
+  # The SQLite store replaces the service's /data mount, read-only
+  docker compose run --rm --no-deps --volume "$volume:/data:ro" --volume "$team_store_mount" \
+    mlflow python "$team_store" migrate /data || status=$?
+  [ -z "$running" ] || docker compose up --detach --wait mlflow
+  exit "$status"
+}
+
 case "${1:-}" in
   backup) backup ;;
   restore) restore "${2:-}" ;;
   destroy) destroy ;;
-  *) fail "usage: scripts/store.sh backup | restore ARCHIVE | destroy" ;;
+  migrate) migrate ;;
+  *) fail "usage: scripts/store.sh backup | restore ARCHIVE | destroy | migrate" ;;
 esac

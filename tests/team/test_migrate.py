@@ -1,0 +1,243 @@
+"""`make migrate-store` and the team store's backup/restore, end to end on a private project: a
+SQLite store (the default stack) with runs, metric histories, params, tags, a dataset input, an
+artifact and a registered model is moved into a new team store, then compared through the REST
+API; the team store is backed up, changed and restored. One project serves every test here, in
+file order (the ``team`` pytest-xdist group); it is removed with its volumes and images."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from tests.helpers import GIT_TRUSTS_ANY_OWNER, copy_project, project_resources, unique_name
+from tests.team.helpers import TEAM_COMPOSE_FILE, TeamStack
+
+pytestmark = pytest.mark.xdist_group("team")
+
+# A run with a metric history of several steps, a param, a tag and an artifact (in the runner)
+HISTORY_RUN = """
+import mlflow
+mlflow.set_experiment("history")
+with mlflow.start_run(run_name="steps"):
+    for step in range(5):
+        mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+    mlflow.log_param("depth", "3")
+    mlflow.set_tag("stage", "migration")
+    mlflow.log_text("notes of the run", "notes/hello.txt")
+"""
+# The registered model from the team server: it loads and predicts on its input example
+PREDICT = """
+import mlflow
+from mlflow.models import Model
+path = mlflow.artifacts.download_artifacts("models:/wine/1")
+example = Model.load(path).load_input_example(path)
+predictions = mlflow.pyfunc.load_model("models:/wine/1").predict(example)
+print("predictions", len(predictions))
+"""
+COUNT_LINE = re.compile(r"^([a-z ]+?)\s+(\d+)\s+(\d+)$", re.MULTILINE)
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The lines of ``stderr`` that start with ``error:``."""
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+@contextmanager
+def logged_in(credentials: tuple[str, str] | None):
+    """MLflow client's basic-auth environment set to ``credentials`` (None: no auth) meanwhile."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    if credentials:
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = credentials
+    else:
+        for key in saved:
+            os.environ.pop(key, None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def store_contents(url: str, credentials: tuple[str, str] | None, scratch: Path) -> dict:
+    """What the tracking server at ``url`` returns over its REST API: experiments, each run with
+    params, tags, inputs, every metric's full history and its artifacts' bytes, registered
+    model versions and logged models."""
+    with logged_in(credentials):
+        client = MlflowClient(url)
+        experiments = client.search_experiments()
+        contents = {"experiments": sorted((e.experiment_id, e.name) for e in experiments)}
+        runs = client.search_runs([e.experiment_id for e in experiments])
+        contents["runs"] = {}
+        for run in runs:
+            run_id = run.info.run_id
+            histories = {
+                key: sorted(
+                    (m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, key)
+                )
+                for key in run.data.metrics
+            }
+            target = scratch / run_id
+            local = Path(
+                client.download_artifacts(run_id, "", str(target.mkdir(parents=True) or target))
+            )
+            artifacts = {
+                p.relative_to(local).as_posix(): p.read_bytes()
+                for p in local.rglob("*")
+                if p.is_file()
+            }
+            contents["runs"][run_id] = {
+                "info": (run.info.experiment_id, run.info.run_name, run.info.status,
+                         run.info.start_time, run.info.end_time, run.info.artifact_uri),
+                "params": run.data.params,
+                "tags": {k: v for k, v in run.data.tags.items()},
+                "metrics": histories,
+                "inputs": sorted((d.dataset.name, d.dataset.digest) for d in run.inputs.dataset_inputs),
+                "artifacts": artifacts,
+            }  # fmt: skip
+        contents["model versions"] = sorted(
+            (v.name, v.version, v.source, v.run_id) for v in client.search_model_versions()
+        )
+        contents["logged models"] = sorted(
+            (m.model_id, m.name, m.artifact_location)
+            for m in client.search_logged_models([e.experiment_id for e in experiments])
+        )
+    return contents
+
+
+def host_url(stack: TeamStack) -> str:
+    """The tracking server's host URL (its published loopback port)."""
+    result = stack.compose("port", "mlflow", "5000")
+    assert result.returncode == 0, result.stderr
+    return f"http://{result.stdout.strip()}"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, test_uid, docker_client, built_images):
+    """A private project with a SQLite store holding a trained, registered model and a run with
+    metric histories; its default-mode contents are in ``project.before``. Torn down with its
+    volumes and images."""
+    directory = copy_project(tmp_path_factory.mktemp("migrate") / "mlstack migrate project")
+    if os.getuid() == 0:
+        subprocess.run(["chown", "-R", f"{test_uid}:{test_uid}", str(directory)], check=True)
+    env = os.environ | GIT_TRUSTS_ANY_OWNER
+    env |= {
+        "COMPOSE_PROJECT_NAME": unique_name("migrate"),
+        "MLSTACK_UID": str(test_uid),
+        "MLSTACK_GID": str(test_uid),
+        "MLSTACK_UP_TIMEOUT": "600",
+    }
+    for key in ("TEAM", "GPU", "COMPOSE_FILE"):
+        env.pop(key, None)
+    stack = TeamStack(directory=directory, env=env)
+    try:
+        built = stack.make("build")
+        assert built.returncode == 0, built.stderr[-3000:]
+        # Healthy before the jobs: the runner waits less than a start on a loaded machine takes
+        up = stack.compose("up", "--detach", "--wait", "mlflow")
+        assert up.returncode == 0, up.stderr[-3000:]
+        trained = stack.compose(
+            "run", "--rm", "bash", "python", "train.py", "--register-model", "wine"
+        )
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        logged = stack.compose("run", "--rm", "bash", "python", "-c", HISTORY_RUN)
+        assert logged.returncode == 0, logged.stderr[-3000:]
+        stack.before = store_contents(host_url(stack), None, directory.parent / "sqlite")
+        yield stack
+    finally:
+        if (directory / ".env").exists():
+            name = stack.name
+            stack.env["COMPOSE_FILE"] = TEAM_COMPOSE_FILE
+            stack.down()
+            left = project_resources(docker_client, name)
+            assert not left, f"teardown left {left}"
+
+
+@pytest.fixture(scope="module")
+def migrated(project):
+    """The project after `make migrate-store TEAM=1`, its team server up; the command's result
+    in ``migrated.result``, and compose calls in team mode from here on."""
+    project.result = project.make("migrate-store", "TEAM=1")
+    project.env["COMPOSE_FILE"] = TEAM_COMPOSE_FILE
+    up = project.compose("up", "--detach", "--wait", "mlflow")
+    assert up.returncode == 0, up.stderr[-3000:]
+    project.mlflow_url = host_url(project)
+    return project
+
+
+def team_contents(stack: TeamStack, scratch: str) -> dict:
+    """store_contents of the team server, logged in as the admin."""
+    return store_contents(stack.mlflow_url, stack.credentials, stack.directory.parent / scratch)
+
+
+def test_migration_prints_matching_counts_before_and_after(migrated):
+    result = migrated.result
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    counts = {label: (int(a), int(b)) for label, a, b in COUNT_LINE.findall(result.stdout)}
+    assert counts["runs"][0] >= 2 and counts["metric rows"][0] >= 5, result.stdout
+    assert counts["registered models"][0] == 1 and counts["artifact files"][0] > 0, result.stdout
+    assert all(before == after for before, after in counts.values()), result.stdout
+
+
+def test_the_team_server_returns_what_the_sqlite_store_held(migrated):
+    assert team_contents(migrated, "team") == migrated.before
+
+
+def test_the_registered_model_loads_and_predicts_from_the_team_store(migrated):
+    result = migrated.compose("run", "--rm", "bash", "python", "-c", PREDICT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"^predictions [1-9]", result.stdout, re.MULTILINE), result.stdout
+
+
+def test_migrating_into_a_non_empty_team_store_is_refused(migrated, docker_client):
+    runs = migrated.psql("SELECT count(*) FROM runs")
+    result = migrated.make("migrate-store", "TEAM=1")
+    assert result.returncode != 0
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1 and "not empty" in errors[0], result.stderr[-2000:]
+    assert migrated.psql("SELECT count(*) FROM runs") == runs
+    # The SQLite store is still there, untouched by either migration
+    assert docker_client.volumes.get(f"{migrated.name}_mlflow-data")
+
+
+def test_team_backup_then_restore_drops_later_runs_and_keeps_earlier_ones(migrated):
+    before = team_contents(migrated, "before-backup")
+    backup = migrated.make("backup")
+    assert backup.returncode == 0, backup.stderr[-3000:]
+    archives = sorted((migrated.directory / "backups").glob("mlflow-team-*.tar.gz"))
+    assert archives and archives[-1].stat().st_uid == int(migrated.env["MLSTACK_UID"])
+    with logged_in(migrated.credentials):
+        client = MlflowClient(migrated.mlflow_url)
+        later = client.create_run(client.get_experiment_by_name("history").experiment_id)
+        client.set_terminated(later.info.run_id)
+
+    restored = migrated.make("restore", f"FILE=backups/{archives[-1].name}")
+    assert restored.returncode == 0, restored.stderr[-3000:]
+    with logged_in(migrated.credentials):
+        with pytest.raises(MlflowException):
+            MlflowClient(migrated.mlflow_url).get_run(later.info.run_id)
+    assert team_contents(migrated, "after-restore") == before
+
+
+def test_a_damaged_team_archive_is_refused_and_changes_nothing(migrated):
+    runs = migrated.psql("SELECT run_uuid FROM runs ORDER BY run_uuid")
+    archives = sorted((migrated.directory / "backups").glob("mlflow-team-*.tar.gz"))
+    broken = migrated.directory / "backups" / "broken.tar.gz"
+    broken.write_bytes(archives[-1].read_bytes()[:2000])
+    count = len(archives)
+    result = migrated.make("restore", "FILE=backups/broken.tar.gz")
+    assert result.returncode != 0
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1 and "broken.tar.gz" in errors[0], result.stderr[-2000:]
+    assert migrated.psql("SELECT run_uuid FROM runs ORDER BY run_uuid") == runs
+    # Refused before its own backup: nothing was written either
+    assert len(list((migrated.directory / "backups").glob("mlflow-team-*.tar.gz"))) == count
