@@ -32,6 +32,10 @@ SETTINGS_FILES = (
 # How the backend store words the loss of a race to insert the same data set (SQLite, PostgreSQL)
 DATASET_RACE = ("UNIQUE constraint failed: datasets", "duplicate key value violates unique")
 
+# MLflow's hint on every schema it infers from integer columns (a data set's, a model's
+# signature): the project's labels are class numbers, integers without missing values are meant
+warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+
 
 class JobError(RuntimeError):
     """A failure the user can act on, said in one line (an entry point prints ``error: ...``)."""
@@ -140,8 +144,16 @@ def start_run(
         mlflow.exceptions.MlflowException: when the server refuses to create the run.
     """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
-    mlflow.set_experiment(experiment or setting("MLFLOW_EXPERIMENT_NAME", "Default"))
+    name = experiment or setting("MLFLOW_EXPERIMENT_NAME", "Default")
+    try:
+        mlflow.set_experiment(name)
+    except MlflowException as error:
+        # Jobs started together race to create a new experiment: the losers use the winner's
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        mlflow.set_experiment(name)
     run = mlflow.start_run(run_name=run_name, nested=nested, tags={"mlflow.user": run_user()})
     try:
         yield run
@@ -193,8 +205,6 @@ def log_sklearn_model(
     import skops.io
     from mlflow.models import infer_signature
 
-    # The labels are class numbers: integers without missing values are what we mean
-    warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
     # MLflow saves scikit-learn models with skops, which loads only the types it is told to
     # trust: declare exactly the types of this model, which we built ourselves
     trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))

@@ -15,6 +15,12 @@ import pytest
 from tests.helpers import GIT_TRUSTS_ANY_OWNER, copy_project, project_resources, unique_name
 from tests.team.helpers import TEAM_COMPOSE_FILE, TeamStack
 
+# The tests' MLflow clients run on the host, outside the stack: like any such client they must
+# not ask the team server for presigned URLs of the object store, which the host cannot reach
+# (env/stack.env sets the same in the containers; see README)
+os.environ["MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"] = "false"
+os.environ["MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD"] = "false"
+
 
 @pytest.fixture(scope="session")
 def team_stack(tmp_path_factory, test_uid, docker_client, built_images) -> TeamStack:
