@@ -160,3 +160,25 @@ def unique_name(purpose: str) -> str:
     """A compose project (or image prefix) name for one test, e.g. ``mlstack-init-1a2b3c4d``:
     the image prefix first, so the resources a test creates are easy to tell apart."""
     return f"{image_settings()['MLSTACK_IMAGE_PREFIX']}-{purpose}-{secrets.token_hex(4)}"
+
+
+def private_copy(parent: Path, purpose: str, uid: int, **settings: str) -> tuple[Path, dict]:
+    """A copy of the project (``copy_project``) in ``parent``, owned by ``uid`` when the tests
+    run as root, and the environment its commands run with: a compose project name of its own
+    (``unique_name(purpose)``), containers as ``uid``:``uid``, git trusting the copy's owner,
+    none of the caller's GPU, TEAM or COMPOSE_FILE, then ``settings`` (environment names to
+    values, e.g. ``COMPOSE_FILE=...``).
+
+    Returns:
+        The copy's directory and the environment (a new dict).
+    """
+    directory = copy_project(parent / f"mlstack {purpose} project")
+    if os.getuid() == 0:
+        subprocess.run(["chown", "-R", f"{uid}:{uid}", str(directory)], check=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("GPU", "TEAM", "COMPOSE_FILE")}
+    env |= GIT_TRUSTS_ANY_OWNER | {
+        "COMPOSE_PROJECT_NAME": unique_name(purpose),
+        "MLSTACK_UID": str(uid),
+        "MLSTACK_GID": str(uid),
+    }
+    return directory, env | settings

@@ -7,7 +7,6 @@ registry, the volumes, the node label and the image tags it added."""
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import socket
 import stat
@@ -19,11 +18,10 @@ import pytest
 import requests
 
 from tests.helpers import (
-    GIT_TRUSTS_ANY_OWNER,
     Project,
-    copy_project,
     image_ref,
     image_settings,
+    private_copy,
     project_resources,
     run,
     unique_name,
@@ -72,16 +70,7 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 def project(tmp_path_factory, test_uid, docker_client, built_images) -> Project:
     """A copy of the project (its own compose project name, owned by the non-root UID) with its
     images built; at the end its stack, volumes, gateway and images are removed."""
-    directory = copy_project(tmp_path_factory.mktemp("swarm") / "swarm project")
-    if os.getuid() == 0:
-        subprocess.run(["chown", "-R", f"{test_uid}:{test_uid}", str(directory)], check=True)
-    env = os.environ | GIT_TRUSTS_ANY_OWNER
-    env |= {
-        "COMPOSE_PROJECT_NAME": unique_name("swarm"),
-        "MLSTACK_UID": str(test_uid),
-        "MLSTACK_GID": str(test_uid),
-    }
-    env.pop("COMPOSE_FILE", None)
+    directory, env = private_copy(tmp_path_factory.mktemp("swarm"), "swarm", test_uid)
     project = Project(directory, env)
     try:
         built = project.make("build")

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 
 import pytest
 
-from tests.helpers import GIT_TRUSTS_ANY_OWNER, copy_project, project_resources, unique_name
+from tests.helpers import private_copy, project_resources
 from tests.team.helpers import TEAM_COMPOSE_FILE, TeamStack
 
 # The tests' MLflow clients run on the host, outside the stack: like any such client they must
@@ -26,21 +25,15 @@ os.environ["MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD"] = "false"
 def team_stack(tmp_path_factory, test_uid, docker_client, built_images) -> TeamStack:
     """The team stack, up and healthy (`make up TEAM=1`); removed with its volumes, network and
     own images at the end, even when a test or the start fails."""
-    directory = copy_project(tmp_path_factory.mktemp("team") / "mlstack team project")
-    if os.getuid() == 0:
-        subprocess.run(["chown", "-R", f"{test_uid}:{test_uid}", str(directory)], check=True)
-    env = os.environ | GIT_TRUSTS_ANY_OWNER
-    env |= {
-        "COMPOSE_PROJECT_NAME": unique_name("team"),
-        "MLSTACK_UID": str(test_uid),
-        "MLSTACK_GID": str(test_uid),
-        "COMPOSE_FILE": TEAM_COMPOSE_FILE,
+    directory, env = private_copy(
+        tmp_path_factory.mktemp("team"),
+        "team",
+        test_uid,
+        COMPOSE_FILE=TEAM_COMPOSE_FILE,
         # The first start migrates a new PostgreSQL database to MLflow's schema: minutes on a
         # machine busy with other suites (scripts/up.sh waits 180 s by default)
-        "MLSTACK_UP_TIMEOUT": "600",
-    }
-    for key in ("TEAM", "GPU"):
-        env.pop(key, None)
+        MLSTACK_UP_TIMEOUT="600",
+    )
     stack = TeamStack(directory=directory, env=env)
     try:
         result = stack.make("up", "TEAM=1")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from tests.helpers import GIT_TRUSTS_ANY_OWNER, copy_project, project_resources, unique_name
+from tests.helpers import private_copy, project_resources
 from tests.team.helpers import TEAM_COMPOSE_FILE, TeamStack
 
 pytestmark = pytest.mark.xdist_group("team")
@@ -126,18 +125,9 @@ def project(tmp_path_factory, test_uid, docker_client, built_images):
     """A private project with a SQLite store holding a trained, registered model and a run with
     metric histories; its default-mode contents are in ``project.before``. Torn down with its
     volumes and images."""
-    directory = copy_project(tmp_path_factory.mktemp("migrate") / "mlstack migrate project")
-    if os.getuid() == 0:
-        subprocess.run(["chown", "-R", f"{test_uid}:{test_uid}", str(directory)], check=True)
-    env = os.environ | GIT_TRUSTS_ANY_OWNER
-    env |= {
-        "COMPOSE_PROJECT_NAME": unique_name("migrate"),
-        "MLSTACK_UID": str(test_uid),
-        "MLSTACK_GID": str(test_uid),
-        "MLSTACK_UP_TIMEOUT": "600",
-    }
-    for key in ("TEAM", "GPU", "COMPOSE_FILE"):
-        env.pop(key, None)
+    directory, env = private_copy(
+        tmp_path_factory.mktemp("migrate"), "migrate", test_uid, MLSTACK_UP_TIMEOUT="600"
+    )
     stack = TeamStack(directory=directory, env=env)
     try:
         built = stack.make("build")
