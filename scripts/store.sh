@@ -22,7 +22,8 @@ project_name() {
   docker compose config --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)["name"])'
 }
 # Team mode: compose.team.yaml is among the compose files (TEAM=1, or COMPOSE_FILE in .env)
-is_team() { docker compose config --services | grep -qx postgres; }
+# (grep reads all of it: with -q it could exit first and fail the pipeline with SIGPIPE)
+is_team() { docker compose config --services | grep -x postgres >/dev/null; }
 user="$(setting MLSTACK_UID):$(setting MLSTACK_GID)"
 
 backups_folder() {

@@ -125,7 +125,7 @@ down() {
   fi
   require_manager swarm-down
   docker rm --force "$gateway" >/dev/null 2>&1 || true
-  if ! docker stack ls --format "{{.Name}}" | grep -qFx "$stack"; then
+  if ! docker stack ls --format "{{.Name}}" | grep -Fx "$stack" >/dev/null; then
     echo "swarm: no stack $stack on this swarm"
   else
     docker stack rm "$stack"
