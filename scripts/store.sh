@@ -77,12 +77,14 @@ team_restore() {
   name="$(basename "$archive")"
   backups_folder
   scratch restore
+  # Kept apart: team_backup below makes a scratch folder of its own (scratch_dir changes)
+  local staging="$scratch_dir"
   docker compose up --detach --wait postgres s3
   docker compose run --rm --no-deps --user "$user" --volume "$archive:/restore/backup.tar.gz:ro" \
-    --volume "$scratch_dir:/staging" --volume "$team_store_mount" mlflow \
+    --volume "$staging:/staging" --volume "$team_store_mount" mlflow \
     python "$team_store" check /restore/backup.tar.gz /staging
   for database in "${databases[@]}"; do
-    docker compose exec -T postgres pg_restore --list <"$scratch_dir/$database.dump" >/dev/null 2>&1 ||
+    docker compose exec -T postgres pg_restore --list <"$staging/$database.dump" >/dev/null 2>&1 ||
       fail "$database.dump in $name is not a readable pg_dump archive; nothing was changed"
   done
   team_backup
@@ -91,10 +93,10 @@ team_restore() {
   [ -z "$running" ] || docker compose stop mlflow
   for database in "${databases[@]}"; do
     docker compose exec -T postgres pg_restore --clean --if-exists --single-transaction \
-      --exit-on-error --dbname="$database" <"$scratch_dir/$database.dump" ||
+      --exit-on-error --dbname="$database" <"$staging/$database.dump" ||
       fail "pg_restore of $database failed (above); that database is as it was; the backup above holds all"
   done
-  docker compose run --rm --no-deps --volume "$scratch_dir:/staging:ro" \
+  docker compose run --rm --no-deps --volume "$staging:/staging:ro" \
     --volume "$team_store_mount" mlflow python "$team_store" restore-artifacts /staging
   [ -z "$running" ] || docker compose up --detach --wait mlflow
   echo "restore: the team store's data now comes from $archive"
