@@ -154,6 +154,10 @@ def start_run(
         if error.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
         mlflow.set_experiment(name)
+    # What MLflow reads where no experiment is active (the subprocesses it starts, e.g. to infer
+    # a model's requirements): this one, not env/project.env's, which may not exist yet and which
+    # jobs started together would all try to create
+    os.environ["MLFLOW_EXPERIMENT_NAME"] = name
     run = mlflow.start_run(run_name=run_name, nested=nested, tags={"mlflow.user": run_user()})
     try:
         yield run
