@@ -19,12 +19,24 @@ def test_a_local_search_ranks_every_candidate():
     assert results["cv_accuracy"].between(0, 1).all()
 
 
+def local_client(workers: int):
+    """A client of a new in-process cluster of `workers` one-thread workers.
+
+    The cluster is passed explicitly: inside the stack, dask reads DASK_SCHEDULER_ADDRESS
+    (env/stack.env) as its default scheduler, and Client(n_workers=...) would refuse it.
+    """
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        processes=False, n_workers=workers, threads_per_worker=1, dashboard_address=None
+    )
+    return distributed.Client(cluster), cluster
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_on_a_cluster_each_fit_is_one_task_on_a_worker(workers):
     distributed = pytest.importorskip("distributed")
-    with distributed.Client(
-        processes=False, n_workers=workers, threads_per_worker=1, dashboard_address=None
-    ) as client:
+    client, cluster = local_client(workers)
+    with cluster, client:
         with distributed.get_task_stream(client) as stream:
             results = cross_validate_grid(GRID, folds=FOLDS, client=client)
     assert sorted(results["rank"]) == [1, 2]
@@ -39,9 +51,8 @@ def test_under_joblibs_dask_backend_a_fit_sends_no_tree_to_the_cluster():
     distributed = pytest.importorskip("distributed")
     from joblib import parallel_config
 
-    with distributed.Client(
-        processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None
-    ) as client:
+    client, cluster = local_client(2)
+    with cluster, client:
         with distributed.get_task_stream(client) as stream, parallel_config(backend="dask"):
             cross_validate_grid(GRID, folds=FOLDS)
     keys = [str(record["key"]) for record in stream.data]

@@ -120,6 +120,9 @@ progress() { # progress IMAGE LOG: docker build's output (stdin) to one line per
 }
 
 source_url="$(git config --get remote.origin.url 2>/dev/null || true)"
+# A clone of a local folder names a path: not a source anyone else can fetch, and it would make
+# two checkouts of one commit label (and so tag) the shared images differently
+case "$source_url" in *://* | *@*:*) ;; *) source_url="" ;; esac
 build_image() { # build_image NAME [SERVICE]: one image; SERVICE for the project's images
   local name="$1" service="${2:-}" from image dockerfile inputs revision created start=$SECONDS
   local extra=()
