@@ -42,6 +42,14 @@ scratch() {
   [ "$(id -u)" -ne 0 ] || chown "$user" "$scratch_dir"
 }
 
+# Starts mlflow again when it was running before (start_again "$running") and prints the URLs:
+# Docker gives it a new host port on each start unless MLSTACK_MLFLOW_PORT fixes one
+start_again() {
+  [ -n "$1" ] || return 0
+  docker compose up --detach --wait mlflow
+  scripts/urls.sh
+}
+
 # The team databases (pg_dump, custom format) and the bucket's artifacts in one archive
 team_backup() {
   backups_folder
@@ -80,9 +88,9 @@ team_restore() {
   # Kept apart: team_backup below makes a scratch folder of its own (scratch_dir changes)
   local staging="$scratch_dir"
   docker compose up --detach --wait postgres s3
-  docker compose run --rm --no-deps --user "$user" --volume "$archive:/restore/backup.tar.gz:ro" \
+  docker compose run --rm --no-deps --user "$user" --volume "$archive:/restore/$name:ro" \
     --volume "$staging:/staging" --volume "$team_store_mount" mlflow \
-    python "$team_store" check /restore/backup.tar.gz /staging
+    python "$team_store" check "/restore/$name" /staging
   for database in "${databases[@]}"; do
     docker compose exec -T postgres pg_restore --list <"$staging/$database.dump" >/dev/null 2>&1 ||
       fail "$database.dump in $name is not a readable pg_dump archive; nothing was changed"
@@ -96,9 +104,10 @@ team_restore() {
       --exit-on-error --dbname="$database" <"$staging/$database.dump" ||
       fail "pg_restore of $database failed (above); that database is as it was; the backup above holds all"
   done
-  docker compose run --rm --no-deps --volume "$staging:/staging:ro" \
+  # As the user who unpacked it: the archive's folders may be readable by their owner only
+  docker compose run --rm --no-deps --user "$user" --volume "$staging:/staging:ro" \
     --volume "$team_store_mount" mlflow python "$team_store" restore-artifacts /staging
-  [ -z "$running" ] || docker compose up --detach --wait mlflow
+  start_again "$running"
   echo "restore: the team store's data now comes from $archive"
 }
 
@@ -107,6 +116,10 @@ restore() {
   [ -n "$archive" ] || fail "say which backup to restore: make restore FILE=backups/<archive>.tar.gz"
   [ -f "$archive" ] || fail "no backup archive at $archive; 'ls backups' lists them"
   archive="$(cd "$(dirname "$archive")" && pwd)/$(basename "$archive")"
+  # Mounted under its own name (so errors name it), and a volume spec splits at ':' and ','
+  case "$(basename "$archive")" in *[:,]*)
+    fail "the archive's name has a ':' or ',', which Docker cannot mount; rename it and run make restore again" ;;
+  esac
   if is_team; then
     team_restore "$archive"
     return
@@ -117,9 +130,9 @@ restore() {
   [ -z "$running" ] || docker compose stop mlflow
   # On failure store.py has said why in one line and left the data as it was
   local status=0
-  docker compose run --rm --no-deps --volume "$archive:/restore/backup.tar.gz:ro" mlflow \
-    python "$store" restore /restore/backup.tar.gz || status=$?
-  [ -z "$running" ] || docker compose up --detach --wait mlflow
+  docker compose run --rm --no-deps --volume "$archive:/restore/$(basename "$archive"):ro" mlflow \
+    python "$store" restore "/restore/$(basename "$archive")" || status=$?
+  start_again "$running"
   [ "$status" -eq 0 ] || exit "$status"
   echo "restore: the MLflow data now comes from $archive"
 }
@@ -154,7 +167,7 @@ migrate() {
   # The SQLite store replaces the service's /data mount, read-only
   docker compose run --rm --no-deps --volume "$volume:/data:ro" --volume "$team_store_mount" \
     mlflow python "$team_store" migrate /data || status=$?
-  [ -z "$running" ] || docker compose up --detach --wait mlflow
+  start_again "$running"
   exit "$status"
 }
 

@@ -269,9 +269,23 @@ def test_restore_of_a_damaged_archive_changes_nothing(stack, finished_runs):
     broken.write_bytes(b"not a backup")
     result = stack.make("restore", "FILE=backups/broken.tar.gz")
     assert result.returncode != 0
-    assert "not a readable backup archive" in result.stderr
+    # The error names the user's file, not the path it had in the container
+    assert "broken.tar.gz is not a readable backup archive" in result.stderr
     stack.up()
     assert snapshot_of_runs(stack) == finished_runs
+
+
+def test_restore_of_an_archive_docker_cannot_mount_says_rename_it(stack, finished_runs):
+    odd = stack.directory / "backups" / "mlflow:copy.tar.gz"
+    odd.write_bytes(b"whatever")
+    result = stack.make("restore", f"FILE=backups/{odd.name}")
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "rename it" in errors[0], result.stderr
+    # Refused before anything ran: the archive is still there and the runs are as they were
+    assert odd.exists()
+    assert snapshot_of_runs(stack) == finished_runs
+    odd.unlink()
 
 
 def test_down_and_clean_keep_the_mlflow_volume(docker_client, stack, finished_runs):
