@@ -277,6 +277,7 @@ def test_restore_of_a_damaged_archive_changes_nothing(stack, finished_runs):
 
 def test_restore_of_an_archive_docker_cannot_mount_says_rename_it(stack, finished_runs):
     odd = stack.directory / "backups" / "mlflow:copy.tar.gz"
+    odd.parent.mkdir(exist_ok=True)
     odd.write_bytes(b"whatever")
     result = stack.make("restore", f"FILE=backups/{odd.name}")
     assert result.returncode != 0

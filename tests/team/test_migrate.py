@@ -18,7 +18,9 @@ from mlflow.exceptions import MlflowException
 from tests.helpers import private_copy, project_resources
 from tests.team.helpers import TEAM_COMPOSE_FILE, TeamStack
 
-pytestmark = pytest.mark.xdist_group("team")
+# One unit for pytest-xdist, apart from the team stack's group: the module's own stack is set
+# up once, and the unit can run on whichever worker is free
+pytestmark = pytest.mark.xdist_group("migrate")
 
 # A run with a metric history of several steps, a param, a tag and an artifact (in the runner)
 HISTORY_RUN = """
