@@ -27,23 +27,24 @@ BENCH_ARGS ?=
 NAME ?=
 # The stack version to check before merging it (make upgrade-check REF=mlstack/v0.2.0)
 REF ?=
-# GPU=1 adds compose.gpu.yaml (NVIDIA GPUs for jupyter and bash) to every compose call, the
-# scripts' included: Compose reads the files to merge from COMPOSE_FILE
+# GPU=1 adds compose.gpu.yaml (NVIDIA GPUs for jupyter and bash), TEAM=1 compose.team.yaml (the
+# tracking server on PostgreSQL and an S3 object store, auth on); GPU=0, TEAM=0 take them away.
+# scripts/env.sh remembers the mode in .env (COMPOSE_FILE), so every later make command and every
+# plain `docker compose` uses the same files until the mode is switched again
 GPU ?=
-# TEAM=1 adds compose.team.yaml the same way: the tracking server on PostgreSQL and an S3 object
-# store, with authentication on (both at once: GPU=1 TEAM=1)
 TEAM ?=
-compose_files := compose.yaml$(if $(filter 1,$(GPU)),:compose.gpu.yaml)$(if $(filter 1,$(TEAM)),:compose.team.yaml)
-ifneq ($(compose_files),compose.yaml)
-export COMPOSE_FILE := $(compose_files)
-endif
+export GPU TEAM
 
-.PHONY: FORCE help up down build ps logs urls shell train serve backup restore destroy migrate-store test lint format clean lock bench preflight init config hooks check gc upgrade-check push swarm-up swarm-down
+.PHONY: FORCE help preflight preflight-env up down build ps logs urls shell train serve backup restore destroy migrate-store test lint format clean lock bench init config hooks check gc upgrade-check push swarm-up swarm-down
 
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 preflight:
+	@scripts/preflight.sh
+
+# .env first (it completes a partial one written by hand), then the checks that read it
+preflight-env: .env
 	@scripts/preflight.sh
 
 # .env is a real file, but scripts/env.sh runs before every command that needs it: it creates
@@ -53,59 +54,59 @@ preflight:
 	@scripts/env.sh
 FORCE:
 
-up: preflight .env build ## Build if needed, start MLflow and Jupyter (WORKERS=N: a Dask cluster too; TEAM=1: the team server), wait until healthy, print URLs
+up: preflight-env build ## Build if needed, start MLflow and Jupyter (WORKERS=N: a Dask cluster too; TEAM=1: the team server), wait until healthy, print URLs
 	@scripts/up.sh "$(WORKERS)"
 
-down: preflight .env ## Stop and remove the containers (the MLflow data volumes are kept)
+down: preflight-env ## Stop and remove the containers (the MLflow data volumes are kept)
 	@$(COMPOSE) $(ALL_PROFILES) down --remove-orphans
 	@rm -f .mlstack/urls.env .mlstack/dask.yaml
 
-build: preflight .env ## Build the stack's shared images and this project's own (IMAGES="..." for some of them)
+build: preflight-env ## Build the stack's shared images and this project's own (IMAGES="..." for some of them)
 	@scripts/build.sh $(IMAGES)
 
-ps: preflight .env ## Show the stack's containers and their health
+ps: preflight-env ## Show the stack's containers and their health
 	@$(COMPOSE) $(ALL_PROFILES) ps --all
 
-logs: preflight .env ## Follow the services' logs
+logs: preflight-env ## Follow the services' logs
 	@$(COMPOSE) logs --follow --tail 100
 
-urls: preflight .env ## Print the MLflow, Jupyter and Dask dashboard URLs
+urls: preflight-env ## Print the MLflow, Jupyter and Dask dashboard URLs
 	@scripts/urls.sh
 
-shell: preflight .env ## Open an interactive shell in the runner container
+shell: preflight-env ## Open an interactive shell in the runner container
 	@$(COMPOSE) run --rm bash
 
-train: preflight .env ## Run train.py in the runner container (ARGS="--n-estimators 200")
+train: preflight-env ## Run train.py in the runner container (ARGS="--n-estimators 200")
 	@$(COMPOSE) run --rm bash python train.py $(ARGS)
 
-serve: preflight .env ## Serve a logged model over REST on a loopback port (MODEL=models:/<name>/<version>)
+serve: preflight-env ## Serve a logged model over REST on a loopback port (MODEL=models:/<name>/<version>)
 	@scripts/serve.sh "$(MODEL)"
 
-push: preflight .env build ## Tag and push the project's and the stack's images to a registry (REGISTRY=host:port)
+push: preflight-env build ## Tag and push the project's and the stack's images to a registry (REGISTRY=host:port)
 	@scripts/push.sh "$(REGISTRY)"
 
-swarm-up: preflight .env build ## Push, deploy on a Docker Swarm (REGISTRY=host:port, WORKERS=N, default 1), print URLs
+swarm-up: preflight-env build ## Push, deploy on a Docker Swarm (REGISTRY=host:port, WORKERS=N, default 1), print URLs
 	@scripts/swarm.sh up "$(REGISTRY)" "$(WORKERS)"
 
-swarm-down: preflight .env ## Remove the stack from the swarm (its volumes are kept)
+swarm-down: preflight-env ## Remove the stack from the swarm (its volumes are kept)
 	@scripts/swarm.sh down
 
-backup: preflight .env ## Snapshot the MLflow data (runs, models, artifacts) into backups/
+backup: preflight-env ## Snapshot the MLflow data (runs, models, artifacts) into backups/
 	@scripts/store.sh backup
 
-restore: preflight .env ## Replace the MLflow data with a backup (FILE=backups/...), backing up first
+restore: preflight-env ## Replace the MLflow data with a backup (FILE=backups/...), backing up first
 	@scripts/store.sh restore "$(FILE)"
 
-migrate-store: preflight .env build ## Copy the SQLite store's runs, models and artifacts into an empty team store (TEAM=1)
+migrate-store: preflight-env build ## Copy the SQLite store's runs, models and artifacts into an empty team store (TEAM=1)
 	@scripts/store.sh migrate
 
-gc: preflight .env ## After a backup, free the disk of runs deleted in the MLflow UI (mlflow gc); says how much
+gc: preflight-env ## After a backup, free the disk of runs deleted in the MLflow UI (mlflow gc); says how much
 	@scripts/gc.sh
 
-destroy: preflight .env ## Delete the MLflow data volume, after a backup (asks, or CONFIRM=1)
+destroy: preflight-env ## Delete the MLflow data volume, after a backup (asks, or CONFIRM=1)
 	@scripts/store.sh destroy
 
-check: preflight .env build ## The project's own checks in the runner: black --check and project_tests/ (seconds)
+check: preflight-env build ## The project's own checks in the runner: black --check and project_tests/ (seconds)
 	@scripts/check.sh
 
 test: $(VENV)/.installed ## Run the tests: static checks, each image, the stack end to end, the tools
@@ -117,10 +118,10 @@ lint: $(VENV)/.installed ## Check formatting (black), Dockerfiles, shell scripts
 format: $(VENV)/.installed ## Format the Python code with black
 	@$(VENV)/bin/black .
 
-clean: preflight .env ## Remove containers, networks, this project's old images, build leftovers (never the MLflow data)
+clean: preflight-env ## Remove containers, networks, this project's old images, build leftovers (never the MLflow data)
 	@scripts/clean.sh
 
-config: preflight .env ## Print the merged compose configuration (GPU=1, TEAM=1: with their override files)
+config: preflight-env ## Print the merged compose configuration (GPU=1, TEAM=1: with their override files)
 	@$(COMPOSE) $(ALL_PROFILES) config
 
 init: ## Start your own project from this one: name its compose project, images and package (NAME=...)

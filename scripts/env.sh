@@ -45,6 +45,37 @@ if ! grep -q "^MLSTACK_USER=." .env; then
   set_value MLSTACK_USER "${MLSTACK_USER:-$(id -un 2>/dev/null || echo "user$(id -u)")}"
 fi
 
+# The mode: which compose files every compose call merges (compose.yaml, then compose.gpu.yaml
+# for GPUs, then compose.team.yaml for the team tracking server). Changed only when TEAM or GPU
+# is given as 1 or 0
+mode_file() { # mode_file FLAG FILE CURRENT: CURRENT's file list with FILE added (1) or removed (0)
+  case "$1" in
+    1) [[ ":$3:" == *":$2:"* ]] && echo "$3" || echo "$3:$2" ;;
+    0) echo ":$3:" | sed "s|:$2:|:|; s|^:||; s|:$||" ;;
+    "") echo "$3" ;;
+    *)
+      echo "error: $2's switch must be 1 or 0 (make up TEAM=1, make up TEAM=0), not '$1'" >&2
+      exit 2
+      ;;
+  esac
+}
+current="$(sed -n 's/^COMPOSE_FILE=//p' .env | tail -n 1)"
+files="$(mode_file "${GPU:-}" compose.gpu.yaml "${current:-compose.yaml}")"
+files="$(mode_file "${TEAM:-}" compose.team.yaml "$files")"
+# The team override last, so it wins over the GPU one where both set a value
+if [[ ":$files:" == *":compose.team.yaml:"* ]]; then
+  files="$(echo ":$files:" | sed 's|:compose.team.yaml:|:|; s|^:||; s|:$||'):compose.team.yaml"
+fi
+if [ "$files" != "${current:-compose.yaml}" ]; then
+  set_value COMPOSE_FILE "$files"
+  if [[ ":$files:" == *":compose.team.yaml:"* ]]; then
+    store="the team tracking server (PostgreSQL backend store, S3 artifact store, auth on)"
+  else
+    store="the SQLite tracking server (mlflow-data volume); the team store's volumes are kept"
+  fi
+  echo "mode: $store; COMPOSE_FILE=$files in .env, so plain docker compose uses it too"
+fi
+
 # EXTRA_CA_CERTS given on the command line or in the environment is remembered, so a later
 # build in a new shell still trusts the proxy's CA
 if [ -n "${EXTRA_CA_CERTS:-}" ] && [ "$(grep '^EXTRA_CA_CERTS=' .env | tail -n 1)" != "EXTRA_CA_CERTS=$EXTRA_CA_CERTS" ]; then

@@ -22,7 +22,6 @@ prints one `error:` line on failure and exits 1.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 import boto3
 from sqlalchemy import Boolean, MetaData, create_engine, func, select, text
 
-from store import StoreError, read_schema_head, server_store_revision, sqlite_snapshot
+from store import StoreError, read_schema_head, server_store_revision, sqlite_snapshot, upgrade
 
 # The folder of the SQLite default's artifact store inside mlflow-data (see images/mlflow)
 ARTIFACTS = "artifacts"
@@ -166,9 +165,9 @@ def migrate(source: Path) -> int:
         sqlite_uri = f"sqlite:///{snapshot}"
         # A store written by an older MLflow is upgraded in the snapshot only
         if server_store_revision(sqlite_uri) != head:
-            subprocess.run(["mlflow", "db", "upgrade", sqlite_uri], check=True)
+            upgrade(sqlite_uri)
         if server_store_revision(team_uri) != head:
-            subprocess.run(["mlflow", "db", "upgrade", team_uri], check=True)
+            upgrade(team_uri)
         files = local_files(source / ARTIFACTS)
         source_engine, team_engine = create_engine(sqlite_uri), create_engine(team_uri)
         try:
@@ -187,7 +186,8 @@ def migrate(source: Path) -> int:
     if before_figures != after_figures or differ:
         raise StoreError(
             f"the team store's counts differ from the SQLite store's ({', '.join(differ) or 'artifacts'}); "
-            "the SQLite volume is untouched: make destroy TEAM=1, then migrate again"
+            "the SQLite store is untouched: empty the team store with make destroy (it backs the team "
+            "store up and deletes only its volumes), then run make migrate-store again"
         )
     print("migrate-store: done; the SQLite store (mlflow-data) is left as it was")
     return 0
@@ -215,7 +215,8 @@ def copy_tables(source_engine, team_engine, s3, files) -> tuple[dict[str, int], 
             raise StoreError(
                 "the team store is not empty "
                 f"({', '.join(busy) or 'artifacts in the bucket'}); nothing was copied. "
-                "Migrate only into a new team store (make destroy TEAM=1 deletes this one)"
+                "Migrate only into an empty team store: make destroy backs this one up and deletes only "
+                "its volumes (the SQLite store stays), then run make migrate-store again"
             )
         # What the team server made at its first start (Default experiment, ...) comes from
         # the SQLite store too
@@ -331,7 +332,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         return commands[argv[0]][0](*(Path(arg) for arg in argv[1:]))
-    except (StoreError, OSError, subprocess.CalledProcessError) as error:
+    except (StoreError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

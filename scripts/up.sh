@@ -23,9 +23,13 @@ else
   docker compose --profile dask rm --stop --force dask-scheduler dask-worker >/dev/null 2>&1 || true
 fi
 wait_seconds="${MLSTACK_UP_TIMEOUT:-180}"
+# The host ports this project keeps (in .env) from one start to the next
+scripts/ports.sh
 
+# --remove-orphans: after a switch of mode (make up TEAM=0) the other mode's services go; their
+# volumes stay
 if docker compose --profile dask up --detach --wait --wait-timeout "$wait_seconds" \
-  "${options[@]}" "${services[@]}"; then
+  --remove-orphans "${options[@]}" "${services[@]}"; then
   scripts/urls.sh
   exit 0
 fi

@@ -2,6 +2,7 @@
 auth user store (basic_auth.db) and the artifact store (artifacts/).
 
     python store.py prepare          before the server starts (images/mlflow/start.sh)
+    python store.py credentials      the basic-auth admin's password from the environment
     python store.py backup ARCHIVE   consistent snapshot of /data into a .tar.gz (make backup)
     python store.py restore ARCHIVE  replace /data with an archive's content (make restore)
     python store.py head             the schema revision this MLflow migrates to (build time)
@@ -10,7 +11,20 @@ prepare: a new store needs nothing (the server creates its tables), nor one at t
 schema revision; one from an older MLflow is snapshotted beside itself, then migrated with
 `mlflow db upgrade` (there is no downgrade); one migrated by a newer MLflow is left untouched and
 prepare exits 3 with one line saying so. A store on a database server (the team stack's
-PostgreSQL) is migrated with `mlflow db upgrade` unless it is at this MLflow's revision already. Each command prints one `error:` line on failure.
+PostgreSQL) is waited for (MLSTACK_STORE_WAIT seconds, default 120: after a reboot the server
+may start first), then migrated unless it is at this MLflow's revision already. Migrations run
+in this process: the URI holds the database password, which never goes on a command line, and
+errors are printed with it masked.
+
+credentials: a user store made under an earlier .env keeps the admin password it was made with;
+each start sets it again from MLFLOW_AUTH_ADMIN_PASSWORD (.env), so a regenerated .env reaches
+the same data.
+
+restore is crash-safe: the archive is unpacked into /data/.restore-incoming and checked, then
+marked ready; only then are the old entries moved to /data/.restore-previous and the new ones
+moved in (renames on one file system), each phase recorded by a marker file. `prepare`, at the
+next server start, finishes a swap that was marked ready and discards one that was not, so a
+kill at any point leaves one complete store. Each command prints one `error:` line on failure.
 """
 
 from __future__ import annotations
@@ -18,7 +32,6 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -34,6 +47,14 @@ SCHEMA_HEAD = Path("/opt/mlstack/schema-head")
 DATABASES = ("mlflow.db", "basic_auth.db")
 ARTIFACTS = "artifacts"
 NEEDS_A_HUMAN = 3
+# The restore's staging folder and where the replaced store waits until the swap is complete
+INCOMING = DATA / ".restore-incoming"
+PREVIOUS = DATA / ".restore-previous"
+# Markers in INCOMING: READY once the archive is unpacked and checked (the swap may start),
+# SWAPPING once every old entry is out of the way (only new entries move from then on)
+READY, SWAPPING = ".ready", ".swapping"
+# Entries of /data that a restore never replaces: the snapshots taken before schema upgrades
+KEPT = {"backups", INCOMING.name, PREVIOUS.name}
 
 
 class StoreError(RuntimeError):
@@ -107,6 +128,67 @@ def server_store_revision(uri: str) -> str | None:
         engine.dispose()
 
 
+def masked(text: str, uri: str) -> str:
+    """``text`` with the password of database URI ``uri`` replaced by ``***``."""
+    from sqlalchemy.engine import make_url
+
+    password = make_url(uri).password
+    return text.replace(password, "***") if password else text
+
+
+def wait_for_server_store(uri: str) -> str | None:
+    """The revision of the backend store on a database server (see server_store_revision),
+    retried every 2 s while the server cannot be reached, for MLSTACK_STORE_WAIT seconds
+    (default 120).
+
+    Raises:
+        StoreError: when it cannot be reached in that time (the message has no password).
+    """
+    from sqlalchemy.exc import OperationalError
+
+    deadline = time.monotonic() + float(os.environ.get("MLSTACK_STORE_WAIT", "120"))
+    said = False
+    while True:
+        try:
+            return server_store_revision(uri)
+        except OperationalError as error:
+            reason = masked(str(error.orig or error).strip().splitlines()[0], uri)
+            if time.monotonic() > deadline:
+                raise StoreError(f"the backend store cannot be reached: {reason}") from None
+            if not said:
+                print(f"waiting for the backend store: {reason}", flush=True)
+                said = True
+            time.sleep(2)
+
+
+def upgrade(uri: str) -> int:
+    """Bring the backend store at ``uri`` to this MLflow's schema, as `mlflow db upgrade` does,
+    but in this process: a PostgreSQL URI holds the password.
+
+    Returns:
+        0.
+
+    Raises:
+        StoreError: when the migration fails (its message with the password masked).
+    """
+    from mlflow.store.db import utils
+
+    engine = utils.create_sqlalchemy_engine_with_retry(uri)
+    try:
+        if utils._is_empty_database(engine):
+            utils._initialize_tables(engine)
+        else:
+            utils._upgrade_db(engine)
+    except Exception as error:  # noqa: BLE001 - any failure becomes the user's one line
+        reason = " ".join(str(error).split())[:500]
+        raise StoreError(
+            f"the schema upgrade of the backend store failed: {masked(reason, uri)}"
+        ) from None
+    finally:
+        engine.dispose()
+    return 0
+
+
 def prepare() -> int:
     """Bring the backend store (MLFLOW_BACKEND_STORE_URI) to this MLflow's schema.
 
@@ -120,10 +202,11 @@ def prepare() -> int:
 
     uri = os.environ.get("MLFLOW_BACKEND_STORE_URI", "")
     if not uri.startswith("sqlite:///"):
-        if not uri or server_store_revision(uri) == read_schema_head():
+        if not uri or wait_for_server_store(uri) == read_schema_head():
             return 0
         # A new database too: migrated here once, not by each of the server's workers at once
-        return subprocess.call(["mlflow", "db", "upgrade", uri])
+        return upgrade(uri)
+    finish_restore()
     path = Path(uri.removeprefix("sqlite:///"))
     if not path.exists() or path.stat().st_size == 0:
         return 0
@@ -148,7 +231,34 @@ def prepare() -> int:
     snapshot.parent.mkdir(exist_ok=True)
     sqlite_snapshot(path, snapshot)
     print(f"backend store at schema revision {current}, upgrading to {latest}; copy: {snapshot}")
-    return subprocess.call(["mlflow", "db", "upgrade", uri])
+    return upgrade(uri)
+
+
+def credentials() -> int:
+    """Set the basic-auth admin's password (MLFLOW_AUTH_ADMIN_USERNAME and
+    MLFLOW_AUTH_ADMIN_PASSWORD, from .env) in the user store of MLFLOW_AUTH_CONFIG_PATH's
+    database_uri, when that admin exists with another password. A new user store is left to
+    the server, which makes the admin at its first start.
+
+    Returns:
+        0.
+    """
+    from mlflow.server.auth.config import read_auth_config
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+    config = read_auth_config()
+    username, password = config.admin_username, config.admin_password
+    if not username or not password:
+        return 0
+    store = SqlAlchemyStore()
+    store.init_db(config.database_uri)
+    try:
+        if store.has_user(username) and not store.authenticate_user(username, password):
+            store.update_user(username, password=password, is_admin=True)
+            print(f"auth: the password of admin {username} was set from .env")
+    finally:
+        store.engine.dispose()
+    return 0
 
 
 def backup(archive: Path) -> int:
@@ -175,7 +285,8 @@ def backup(archive: Path) -> int:
 
 
 def restore(archive: Path) -> int:
-    """Replace /data's content with ``archive``'s, once the archive is known to be whole.
+    """Replace /data's content with ``archive``'s, once the archive is known to be whole; the
+    swap is crash-safe (see the module's docstring). Run with the server stopped.
 
     Raises:
         StoreError: when the archive is missing, unreadable, not a backup or damaged; /data is
@@ -183,28 +294,63 @@ def restore(archive: Path) -> int:
     """
     if not archive.is_file():
         raise StoreError(f"no backup archive at {archive}")
-    with tempfile.TemporaryDirectory(dir=DATA, prefix=".restore-") as staging:
-        staged = Path(staging)
+    # What an earlier, interrupted restore left is finished (marked ready) or dropped first
+    finish_restore()
+    INCOMING.mkdir()
+    try:
         try:
             with tarfile.open(archive, "r:gz") as tar:
-                tar.extractall(staged, filter="data")
+                tar.extractall(INCOMING, filter="data")
         except (tarfile.TarError, OSError, EOFError) as error:
             raise StoreError(f"{archive.name} is not a readable backup archive: {error}") from None
-        if not (staged / "mlflow.db").is_file():
+        if not (INCOMING / "mlflow.db").is_file():
             raise StoreError(f"{archive.name} holds no mlflow.db: not an mlstack backup")
         for name in DATABASES:
-            if (staged / name).exists() and (result := integrity(staged / name)) != "ok":
+            if (INCOMING / name).exists() and (result := integrity(INCOMING / name)) != "ok":
                 raise StoreError(f"{name} in {archive.name} is damaged: {result}")
-        (staged / ARTIFACTS).mkdir(exist_ok=True)
-        # Only now is the old content replaced, by renames within the same file system; the
-        # snapshots taken before schema upgrades stay
-        for entry in DATA.iterdir():
-            if entry != staged and entry.name != "backups":
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-        for entry in staged.iterdir():
-            entry.rename(DATA / entry.name)
+        (INCOMING / ARTIFACTS).mkdir(exist_ok=True)
+    except BaseException:
+        shutil.rmtree(INCOMING, ignore_errors=True)
+        raise
+    durable(INCOMING / READY)
+    finish_restore()
     print("restore: done")
     return 0
+
+
+def durable(marker: Path) -> None:
+    """Create the empty file ``marker`` and sync it and its folder to disk."""
+    with open(marker, "w") as handle:
+        os.fsync(handle.fileno())
+    folder = os.open(marker.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def finish_restore() -> None:
+    """Finish or drop a restore's swap (idempotent; nothing to do without INCOMING).
+
+    Without READY the restore had not checked its archive yet: INCOMING is deleted and /data
+    keeps its store. With READY, every old entry is moved to PREVIOUS, SWAPPING is marked, every
+    new entry is moved in, then INCOMING and PREVIOUS are deleted.
+    """
+    if INCOMING.exists():
+        if not (INCOMING / READY).exists() and not (INCOMING / SWAPPING).exists():
+            shutil.rmtree(INCOMING)
+        else:
+            if not (INCOMING / SWAPPING).exists():
+                PREVIOUS.mkdir(exist_ok=True)
+                for entry in DATA.iterdir():
+                    if entry.name not in KEPT:
+                        entry.rename(PREVIOUS / entry.name)
+                (INCOMING / READY).rename(INCOMING / SWAPPING)
+            for entry in INCOMING.iterdir():
+                if entry.name not in (READY, SWAPPING):
+                    entry.rename(DATA / entry.name)
+            shutil.rmtree(INCOMING)
+    shutil.rmtree(PREVIOUS, ignore_errors=True)
 
 
 def head() -> int:
@@ -217,12 +363,13 @@ def main(argv: list[str]) -> int:
     """Run one command line (see the module's docstring); returns the exit status."""
     commands = {
         "prepare": (prepare, 0),
+        "credentials": (credentials, 0),
         "backup": (backup, 1),
         "restore": (restore, 1),
         "head": (head, 0),
     }
     if not argv or argv[0] not in commands or len(argv) - 1 != commands[argv[0]][1]:
-        print("usage: store.py prepare | backup ARCHIVE | restore ARCHIVE | head", file=sys.stderr)
+        print("usage: store.py prepare | credentials | backup ARCHIVE | restore ARCHIVE | head", file=sys.stderr)
         return 2
     command = commands[argv[0]][0]
     try:

@@ -2,7 +2,9 @@
 # Starts PostgreSQL on PGDATA. On the first start (no data directory yet) it initialises one
 # beside PGDATA with the tracking server's role `mlflow` (password: POSTGRES_PASSWORD from the
 # environment) and its databases `mlflow` (backend store) and `mlflow_auth` (basic-auth users),
-# then renames it into place: a start cut short leaves no half-made data directory behind.
+# then renames it into place: a start cut short leaves no half-made data directory behind. On
+# every later start the role's password is set again from POSTGRES_PASSWORD, in PostgreSQL's
+# single-user mode (no connection can be made meanwhile), so a regenerated .env reaches the data.
 set -euo pipefail
 
 if [ -z "${POSTGRES_PASSWORD:-}" ]; then
@@ -23,8 +25,9 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   echo "unix_socket_directories = '$PGHOST'" >>"$staging/postgresql.conf"
   # No TCP while the role is made: nothing can connect before it has its password
   pg_ctl --pgdata="$staging" --options="-c listen_addresses=''" --wait --silent start
-  psql --quiet --no-psqlrc --set=ON_ERROR_STOP=1 --username=postgres --dbname=postgres \
-    --set=password="$POSTGRES_PASSWORD" <<'SQL'
+  # The password from the environment (\getenv), never on psql's command line
+  psql --quiet --no-psqlrc --set=ON_ERROR_STOP=1 --username=postgres --dbname=postgres <<'SQL'
+\getenv password POSTGRES_PASSWORD
 CREATE ROLE mlflow LOGIN PASSWORD :'password';
 CREATE DATABASE mlflow OWNER mlflow;
 CREATE DATABASE mlflow_auth OWNER mlflow;
@@ -32,5 +35,9 @@ SQL
   pg_ctl --pgdata="$staging" --mode=fast --wait --silent stop
   mv "$staging" "$PGDATA"
   echo "postgres: initialised $PGDATA (role mlflow, databases mlflow and mlflow_auth)"
+else
+  # Through stdin, not a command line; quotes doubled as SQL wants
+  printf "ALTER ROLE mlflow PASSWORD '%s'\n" "${POSTGRES_PASSWORD//\'/\'\'}" |
+    postgres --single -D "$PGDATA" postgres >/dev/null
 fi
 exec postgres -D "$PGDATA" -c listen_addresses='*'

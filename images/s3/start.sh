@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the object store: writes the one S3 identity (MLSTACK_S3_ACCESS_KEY and
-# MLSTACK_S3_SECRET_KEY from the environment) into a config file on /tmp (a tmpfs: never on
-# disk), then runs `weed mini` on /data, creating the bucket of MLSTACK_ARTIFACTS_DESTINATION
+# MLSTACK_S3_SECRET_KEY from the environment, read again at every start) into a config file on
+# /tmp (a tmpfs: never on disk), runs SeaweedFS on /data with only its S3 gateway on the
+# container's network, and creates the bucket of MLSTACK_ARTIFACTS_DESTINATION
 # (s3://<bucket>/<prefix>) when it does not exist yet.
 set -euo pipefail
 
@@ -31,10 +32,27 @@ json.dump({"identities": [identity]}, sys.stdout)
 )
 unset MLSTACK_S3_ACCESS_KEY MLSTACK_S3_SECRET_KEY
 
-# -ip: the components find each other on loopback; -ip.bind: the S3 port answers on the
-# compose network. Off: the admin UI, WebDAV, the IAM API and telemetry (it would call out).
-# 64 MB volumes instead of 128: less preallocated per volume on a small store.
-exec weed mini -dir=/data -ip=127.0.0.1 -ip.bind=0.0.0.0 -s3.port=8333 \
-  -s3.config="$config" -bucket="$bucket" \
-  -admin.ui=false -webdav=false -s3.iam=false -master.telemetry=false \
-  -master.volumeSizeLimitMB=64
+# Master (9333), volume server (8080) and filer (8888) answer on the container's loopback only:
+# they take no keys, so on the stack's network they would bypass the S3 identity. Only the S3
+# gateway (8333), which checks the keys, binds every interface. Off: WebDAV, the IAM API, the Iceberg and Lance catalogs (ports of their own) and
+# telemetry (it would call out). 64 MB volumes instead of 30 GB: little preallocated on a small
+# store.
+weed server -dir=/data -ip=127.0.0.1 -ip.bind=127.0.0.1 -filer -s3 -s3.ip.bind=0.0.0.0 \
+  -s3.port=8333 -s3.config="$config" -s3.iam=false -webdav=false -master.telemetry=false \
+  -s3.port.iceberg=0 -s3.port.lance=0 -master.volumeSizeLimitMB=64 &
+server=$!
+# tini signals this shell: the server gets the stop signal and this script its exit status
+trap 'kill -TERM "$server" 2>/dev/null' TERM INT
+
+# The bucket, through SeaweedFS's own admin shell (on loopback), once the gateway answers
+for _ in $(seq 180); do
+  python -c 'import urllib.request as u; u.urlopen("http://127.0.0.1:8333/healthz", timeout=2)' \
+    2>/dev/null && break
+  kill -0 "$server" 2>/dev/null || break
+  sleep 1
+done
+if ! echo "s3.bucket.list" | weed shell -master=127.0.0.1:9333 2>/dev/null | grep -qx "  $bucket.*"; then
+  echo "s3.bucket.create -name $bucket" | weed shell -master=127.0.0.1:9333 >/dev/null
+  echo "s3: created bucket $bucket"
+fi
+wait "$server"

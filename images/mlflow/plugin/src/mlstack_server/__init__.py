@@ -1,0 +1,1 @@
+"""mlstack's plugin for the MLflow tracking server (images/mlflow)."""

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Gives each published service a loopback host port once per project and remembers it in .env
+# (MLSTACK_MLFLOW_PORT, MLSTACK_JUPYTER_PORT, MLSTACK_DASK_DASHBOARD_PORT): every later start,
+# restore or migration reuses it, so open tabs, bookmarks and printed run links keep working.
+# A remembered port that another program holds now is replaced by a free one, with one line
+# saying so. Run by scripts/up.sh before the services start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# setting|service|container port|what users call it
+published=(
+  "MLSTACK_MLFLOW_PORT|mlflow|5000|MLflow"
+  "MLSTACK_JUPYTER_PORT|jupyter|8888|Jupyter"
+  "MLSTACK_DASK_DASHBOARD_PORT|dask-scheduler|8787|the Dask dashboard"
+)
+
+setting() { sed -n "s/^$1=//p" .env | tail -n 1; }
+# free PORT: whether 127.0.0.1:PORT can be bound now; free 0 prints a port the kernel picks
+free() {
+  python3 -c '
+import socket, sys
+with socket.socket() as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+    print(s.getsockname()[1])
+' "$1" 2>/dev/null
+}
+remember() { # remember KEY VALUE
+  if grep -q "^$1=" .env; then
+    sed -i "s|^$1=.*|$1=$2|" .env
+  else
+    echo "$1=$2" >>.env
+  fi
+}
+
+for entry in "${published[@]}"; do
+  IFS='|' read -r key service container_port what <<<"$entry"
+  port="$(setting "$key")"
+  if [ -z "$port" ]; then
+    remember "$key" "$(free 0)"
+    continue
+  fi
+  # Ours already (the service runs on it), or free: kept
+  [ "$(docker compose --profile '*' port "$service" "$container_port" 2>/dev/null)" != "127.0.0.1:$port" ] || continue
+  free "$port" >/dev/null && continue
+  new="$(free 0)"
+  remember "$key" "$new"
+  echo "ports: 127.0.0.1:$port is taken by another program; $what now uses 127.0.0.1:$new ($key in .env)"
+done
