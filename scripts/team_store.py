@@ -8,7 +8,8 @@ S3 object store, whose keys only that container holds). Bind-mounted read-only, 
                                                     artifacts into one .tar.gz (make backup)
     python team_store.py check ARCHIVE STAGING      unpack a team backup into STAGING, checking
                                                     its members (make restore)
-    python team_store.py restore-artifacts STAGING  the bucket's artifacts replaced by STAGING's
+    python team_store.py upload-artifacts STAGING   STAGING's artifacts into the bucket (make restore)
+    python team_store.py prune-artifacts STAGING    the bucket's objects STAGING lacks deleted
 
 migrate copies every table of MLflow's schema row by row (both stores are SQLAlchemy databases at
 the same alembic revision), in foreign-key order and one transaction, then the artifact files to
@@ -302,16 +303,29 @@ def check(archive: Path, staging: Path) -> int:
     return 0
 
 
-def restore_artifacts(staging: Path) -> int:
-    """Replace the bucket's artifacts with those unpacked in ``staging``/artifacts."""
+def upload_artifacts(staging: Path) -> int:
+    """Upload the artifacts unpacked in ``staging``/artifacts into the bucket, over objects of
+    the same key; objects the archive does not hold stay (prune-artifacts removes them once the
+    restored databases no longer point at them), so the bucket serves the old store and the new
+    one alike in between."""
     s3 = s3_client()
     bucket, prefix = destination()
     files = local_files(staging / ARTIFACTS)
     for relative in files:
         s3.upload_file(str(staging / ARTIFACTS / relative), bucket, prefix + relative)
-    for key in set(bucket_objects(s3)) - set(files):
-        s3.delete_object(Bucket=bucket, Key=prefix + key)
     print(f"restore: {len(files)} artifact files in the bucket")
+    return 0
+
+
+def prune_artifacts(staging: Path) -> int:
+    """Delete the bucket's objects that ``staging``/artifacts does not hold (the replaced
+    store's own, after the databases were restored)."""
+    s3 = s3_client()
+    bucket, prefix = destination()
+    extra = set(bucket_objects(s3)) - set(local_files(staging / ARTIFACTS))
+    for key in extra:
+        s3.delete_object(Bucket=bucket, Key=prefix + key)
+    print(f"restore: {len(extra)} artifact files of the replaced store deleted")
     return 0
 
 
@@ -321,12 +335,13 @@ def main(argv: list[str]) -> int:
         "migrate": (migrate, 1),
         "backup": (backup, 2),
         "check": (check, 2),
-        "restore-artifacts": (restore_artifacts, 1),
+        "upload-artifacts": (upload_artifacts, 1),
+        "prune-artifacts": (prune_artifacts, 1),
     }
     if not argv or argv[0] not in commands or len(argv) - 1 != commands[argv[0]][1]:
         print(
             "usage: team_store.py migrate SOURCE | backup DUMPS ARCHIVE | check ARCHIVE STAGING"
-            " | restore-artifacts STAGING",
+            " | upload-artifacts STAGING | prune-artifacts STAGING",
             file=sys.stderr,
         )
         return 2

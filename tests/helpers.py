@@ -6,6 +6,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,8 +143,15 @@ class Project:
         return run(["make", "--no-print-directory", *targets], self.directory, self.env, timeout)
 
     def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        """Run ``docker compose <args>`` in the project folder; never raises on failure."""
-        return run(["docker", "compose", *args], self.directory, self.env, timeout)
+        """Run ``docker compose <args>`` in the project folder as a user types it: once make has
+        written .env, the project name and the mode (COMPOSE_FILE) come from .env alone, not
+        from this environment. Never raises on failure."""
+        env = self.env
+        if (self.directory / ".env").exists():
+            env = {
+                k: v for k, v in env.items() if k not in ("COMPOSE_PROJECT_NAME", "COMPOSE_FILE")
+            }
+        return run(["docker", "compose", *args], self.directory, env, timeout)
 
     def down(self) -> None:
         """Remove the project's containers, network and volume (all profiles), then its own
@@ -182,3 +190,54 @@ def private_copy(parent: Path, purpose: str, uid: int, **settings: str) -> tuple
         "MLSTACK_GID": str(uid),
     }
     return directory, env | settings
+
+
+def restart_docker_daemon() -> None:
+    """Restart the Docker daemon (systemd's unit, or the dockerd that scripts/provision.sh
+    started: stopped, then started again by provision), stopping every container on it.
+
+    Raises:
+        AssertionError: when dockerd does not stop within 120 s.
+        subprocess.CalledProcessError: when the restart fails.
+    """
+    if (
+        shutil.which("systemctl")
+        and subprocess.run(["systemctl", "is-active", "--quiet", "docker"], check=False).returncode
+        == 0
+    ):
+        subprocess.run(["systemctl", "restart", "docker"], check=True, timeout=300)
+        return
+    subprocess.run(["pkill", "-TERM", "-x", "dockerd"], check=True)
+    deadline = time.monotonic() + 120
+    while subprocess.run(["pgrep", "-x", "dockerd"], check=False).returncode == 0:
+        assert time.monotonic() < deadline, "dockerd did not stop"
+        time.sleep(0.5)
+    subprocess.run([str(REPO_ROOT / "scripts/provision.sh")], check=True, timeout=300)
+
+
+def wait_until_healthy(project: str, services: set[str], timeout: float = 180) -> None:
+    """Wait until the running containers of compose project ``project`` are exactly
+    ``services``, each healthy (polled every second).
+
+    Raises:
+        AssertionError: when that is not so within ``timeout`` seconds, with the states seen.
+    """
+    deadline = time.monotonic() + timeout
+    states: dict[str, str | None] = {}
+    while time.monotonic() < deadline:
+        client = docker.from_env()
+        try:
+            states = {
+                c.labels["com.docker.compose.service"]: c.attrs["State"]
+                .get("Health", {})
+                .get("Status")
+                for c in client.containers.list(
+                    filters={"label": f"com.docker.compose.project={project}"}
+                )
+            }
+        finally:
+            client.close()
+        if states == {service: "healthy" for service in services}:
+            return
+        time.sleep(1)
+    raise AssertionError(f"not back and healthy by itself within {timeout} s: {states}")

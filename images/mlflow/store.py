@@ -61,6 +61,11 @@ class StoreError(RuntimeError):
     """A store operation that cannot go on; its message is the user's one line."""
 
 
+class StoreUnreachable(StoreError):
+    """The database server of the backend store did not answer in time: worth a retry (the
+    container exits 1 and its restart policy starts it again)."""
+
+
 def sqlite_snapshot(source: Path, target: Path) -> None:
     """Copy a live SQLite database with SQLite's online backup API (consistent even while the
     server writes), then check the copy with ``PRAGMA integrity_check``.
@@ -154,7 +159,7 @@ def wait_for_server_store(uri: str) -> str | None:
         except OperationalError as error:
             reason = masked(str(error.orig or error).strip().splitlines()[0], uri)
             if time.monotonic() > deadline:
-                raise StoreError(f"the backend store cannot be reached: {reason}") from None
+                raise StoreUnreachable(f"the backend store cannot be reached: {reason}") from None
             if not said:
                 print(f"waiting for the backend store: {reason}", flush=True)
                 said = True
@@ -369,14 +374,19 @@ def main(argv: list[str]) -> int:
         "head": (head, 0),
     }
     if not argv or argv[0] not in commands or len(argv) - 1 != commands[argv[0]][1]:
-        print("usage: store.py prepare | credentials | backup ARCHIVE | restore ARCHIVE | head", file=sys.stderr)
+        print(
+            "usage: store.py prepare | credentials | backup ARCHIVE | restore ARCHIVE | head",
+            file=sys.stderr,
+        )
         return 2
     command = commands[argv[0]][0]
     try:
         return command(*(Path(arg) for arg in argv[1:]))
     except (StoreError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return NEEDS_A_HUMAN if command is prepare else 1
+        return (
+            NEEDS_A_HUMAN if command is prepare and not isinstance(error, StoreUnreachable) else 1
+        )
 
 
 if __name__ == "__main__":

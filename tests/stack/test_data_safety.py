@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import time
 
@@ -13,7 +12,7 @@ import docker
 import pytest
 import requests
 
-from tests.helpers import image_ref
+from tests.helpers import image_ref, restart_docker_daemon, wait_until_healthy
 
 pytestmark = pytest.mark.stack
 
@@ -203,33 +202,8 @@ def test_a_crashed_server_process_is_restarted_with_its_data(docker_client, stac
     "MLSTACK_TEST_DAEMON_RESTART=1 on a machine of its own (CI does)",
 )
 def test_restarting_the_docker_daemon_brings_the_stack_back(docker_client, stack, finished_runs):
-    if (
-        shutil.which("systemctl")
-        and subprocess.run(["systemctl", "is-active", "--quiet", "docker"], check=False).returncode
-        == 0
-    ):
-        subprocess.run(["systemctl", "restart", "docker"], check=True, timeout=300)
-    else:
-        # Started by scripts/provision.sh: stop it, and provision starts it again
-        subprocess.run(["pkill", "-TERM", "-x", "dockerd"], check=True)
-        deadline = time.monotonic() + 120
-        while subprocess.run(["pgrep", "-x", "dockerd"], check=False).returncode == 0:
-            assert time.monotonic() < deadline, "dockerd did not stop"
-            time.sleep(0.5)
-        subprocess.run(["scripts/provision.sh"], check=True, timeout=300)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        states = {
-            c.labels["com.docker.compose.service"]: c.attrs["State"].get("Health", {}).get("Status")
-            for c in docker.from_env().containers.list(
-                filters={"label": f"com.docker.compose.project={stack.project}"}
-            )
-        }
-        if states == {"mlflow": "healthy", "jupyter": "healthy"}:
-            break
-        time.sleep(1)
-    else:
-        pytest.fail(f"the stack did not come back by itself: {states}")
+    restart_docker_daemon()
+    wait_until_healthy(stack.project, {"mlflow", "jupyter"})
     stack.up()
     assert snapshot_of_runs(stack) == finished_runs
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
 
 import docker
 from dotenv import dotenv_values
@@ -38,6 +41,7 @@ class TeamStack(Project):
     """
 
     mlflow_url: str = ""
+    command_line_watch: "CommandLineWatch | None" = None
 
     def settings(self) -> dict[str, str]:
         """The project's .env (written by make), secrets included."""
@@ -108,3 +112,44 @@ print(json.dumps(found))
 def sha256(data: bytes) -> str:
     """The SHA-256 of ``data``, in hex."""
     return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class CommandLineWatch:
+    """Reads the command line of every process on the host (/proc/*/cmdline: the containers'
+    processes too) every 50 ms while the ``with`` block runs, looking for ``secrets``.
+
+    Attributes:
+        samples: how many full scans were made.
+        leaks: (pid, command line with each secret masked) of every hit.
+    """
+
+    secrets: Iterable[str]
+    samples: int = 0
+    leaks: list[tuple[int, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.secrets = [secret for secret in self.secrets if secret]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.05):
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                if any(secret in text for secret in self.secrets):
+                    for secret in self.secrets:
+                        text = text.replace(secret, "***")
+                    self.leaks.append((int(cmdline.parent.name), text))
+            self.samples += 1
+
+    def __enter__(self) -> "CommandLineWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
