@@ -15,7 +15,7 @@ if [ ! -f .env ]; then
     umask 077
     echo "# Per-machine settings written by make (scripts/env.sh); documented in .env.example." >.env
   )
-  echo "env: wrote .env"
+  echo "env: wrote .env" >&2
 fi
 # Secrets live here: readable by its owner only, also when written by hand
 chmod 600 .env
@@ -40,7 +40,7 @@ if ! grep -q "^MLSTACK_UID=." .env; then
   uid="${MLSTACK_UID:-$(id -u)}"
   set_value MLSTACK_UID "$uid"
   set_value MLSTACK_GID "${MLSTACK_GID:-$(id -g)}"
-  echo "env: project $(sed -n 's/^COMPOSE_PROJECT_NAME=//p' .env), containers run as $uid:${MLSTACK_GID:-$(id -g)}"
+  echo "env: project $(sed -n 's/^COMPOSE_PROJECT_NAME=//p' .env), containers run as $uid:${MLSTACK_GID:-$(id -g)}" >&2
   if [ "$uid" -eq 0 ]; then
     echo "warning: .env makes the containers run as root (UID 0) because make ran as root; set MLSTACK_UID/MLSTACK_GID in .env to a regular user's IDs (see README)" >&2
   fi
@@ -83,14 +83,14 @@ if [ "$files" != "${current:-compose.yaml}" ]; then
   else
     store="the SQLite tracking server (mlflow-data volume); the team store's volumes are kept"
   fi
-  echo "mode: $store; COMPOSE_FILE=$files in .env, so plain docker compose uses it too"
+  echo "mode: $store; COMPOSE_FILE=$files in .env, so plain docker compose uses it too" >&2
 fi
 
 # EXTRA_CA_CERTS given on the command line or in the environment is remembered, so a later
 # build in a new shell still trusts the proxy's CA
 if [ -n "${EXTRA_CA_CERTS:-}" ] && [ "$(grep '^EXTRA_CA_CERTS=' .env | tail -n 1)" != "EXTRA_CA_CERTS=$EXTRA_CA_CERTS" ]; then
   set_value EXTRA_CA_CERTS "$EXTRA_CA_CERTS"
-  echo "env: remembered EXTRA_CA_CERTS=$EXTRA_CA_CERTS in .env"
+  echo "env: remembered EXTRA_CA_CERTS=$EXTRA_CA_CERTS in .env" >&2
 fi
 
 # Secrets: made here, kept only in .env; one that is already there is never changed, an empty or

@@ -4,6 +4,7 @@ process, a Docker restart, backups, restores, `destroy` and schema upgrades lose
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import time
@@ -230,11 +231,89 @@ def test_backup_then_destroy_then_restore_gives_back_the_same_runs(
     # destroy made a backup of its own first
     assert len(list((stack.directory / "backups").glob("mlflow-*.tar.gz"))) == len(archives) + 1
 
+    urls = stack.urls
     restored = stack.make("restore", f"FILE=backups/{archives[-1].name}")
     assert restored.returncode == 0, restored.stderr
     stack.up()
     assert snapshot_of_runs(stack) == before
     assert integrity_check(stack) == "ok"
+    # The URLs printed before destroy and restore still hold (ports remembered in .env)
+    assert stack.urls == urls
+
+
+# Restores one archive over the store again and again, each time killed (os._exit, as a SIGKILL
+# would) at its Nth step, N = 1, 2, ... until one runs to its end; after each, the
+# server's own start-up step (store.py prepare) runs, and the store must be whole: either the old
+# one or the archive's, never a mix or nothing. Prints one JSON line per attempt
+KILLED_RESTORES = """
+import json, os, sqlite3, sys
+from pathlib import Path
+sys.path.insert(0, "/usr/local/lib/mlstack")
+import store
+
+def runs():
+    db = sqlite3.connect("file:/data/mlflow.db?mode=ro", uri=True)
+    try:
+        return db.execute("PRAGMA integrity_check").fetchone()[0], db.execute(
+            "SELECT count(*) FROM runs").fetchone()[0]
+    finally:
+        db.close()
+
+rename = Path.rename
+for kill_at in range(1, 50):
+    child = os.fork()
+    if child == 0:
+        steps = 0
+        def killing(step):
+            def wrapped(*args):
+                global steps
+                steps += 1
+                if steps == kill_at:
+                    os._exit(9)
+                return step(*args)
+            return wrapped
+        # The steps: marking the unpacked archive ready (store.durable), then each rename
+        Path.rename = killing(rename)
+        store.durable = killing(store.durable)
+        store.restore(Path(sys.argv[1]))
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    finished = os.waitstatus_to_exitcode(status) == 0
+    store.main(["prepare"])
+    integrity, count = runs()
+    artifacts = Path("/data/artifacts").is_dir()
+    leftovers = sorted(p.name for p in Path("/data").iterdir() if p.name.startswith(".restore"))
+    print(json.dumps({"kill_at": kill_at, "finished": finished, "integrity": integrity,
+                      "runs": count, "artifacts": artifacts, "leftovers": leftovers}), flush=True)
+    if finished:
+        break
+"""
+
+
+def test_a_restore_killed_at_any_step_leaves_one_whole_store(stack, finished_runs):
+    assert stack.make("backup").returncode == 0
+    archive = sorted((stack.directory / "backups").glob("mlflow-*.tar.gz"))[-1]
+    # One run more than the archive holds: the old store and the archive's tell apart
+    extra = stack.compose(
+        "run", "--rm", "bash", "python", "train.py", "--n-estimators", "5", "--curve-steps", "2"
+    )
+    assert extra.returncode == 0, extra.stderr[-2000:]
+    assert stack.compose("stop", "mlflow").returncode == 0
+    result = stack.compose(
+        "run", "--rm", "--no-deps", "--volume", f"{archive}:/restore/{archive.name}:ro",
+        "mlflow", "python", "-c", KILLED_RESTORES, f"/restore/{archive.name}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    attempts = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(attempts) >= 5 and attempts[-1]["finished"], attempts
+    old, new = attempts[0]["runs"], attempts[-1]["runs"]
+    assert old == new + 1, attempts
+    for attempt in attempts:
+        assert attempt["integrity"] == "ok" and attempt["artifacts"], attempt
+        assert attempt["runs"] in (old, new) and attempt["leftovers"] == [], attempt
+    # The server starts on what the last one left: the archive's runs
+    stack.up()
+    assert snapshot_of_runs(stack) == finished_runs
 
 
 def test_restore_of_a_damaged_archive_changes_nothing(stack, finished_runs):

@@ -122,7 +122,9 @@ def host_url(stack: TeamStack) -> str:
     return f"http://{result.stdout.strip()}"
 
 
-@pytest.fixture(scope="module")
+# Session scope: pytest tears a module's fixtures down whenever the worker runs a test of another
+# module in between (the team group shares the worker), which set this stack up twice
+@pytest.fixture(scope="session")
 def project(tmp_path_factory, test_uid, docker_client, built_images):
     """A private project with a SQLite store holding a trained, registered model and a run with
     metric histories; its default-mode contents are in ``project.before``. Torn down with its
@@ -148,21 +150,25 @@ def project(tmp_path_factory, test_uid, docker_client, built_images):
     finally:
         if (directory / ".env").exists():
             name = stack.name
-            stack.env["COMPOSE_FILE"] = TEAM_COMPOSE_FILE
+            # .env is in team mode by then (make migrate-store TEAM=1 recorded it): down takes
+            # the team services and every volume, the SQLite store's included
             stack.down()
             left = project_resources(docker_client, name)
             assert not left, f"teardown left {left}"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def migrated(project):
     """The project after `make migrate-store TEAM=1`, its team server up; the command's result
     in ``migrated.result``, and compose calls in team mode from here on."""
+    sqlite_url = host_url(project)
     project.result = project.make("migrate-store", "TEAM=1")
-    project.env["COMPOSE_FILE"] = TEAM_COMPOSE_FILE
+    assert f"COMPOSE_FILE={TEAM_COMPOSE_FILE}" in (project.directory / ".env").read_text()
     up = project.compose("up", "--detach", "--wait", "mlflow")
     assert up.returncode == 0, up.stderr[-3000:]
     project.mlflow_url = host_url(project)
+    # The team server answers on the URL the SQLite one had (the port is kept in .env)
+    assert project.mlflow_url == sqlite_url
     return project
 
 
@@ -197,9 +203,11 @@ def test_migrating_into_a_non_empty_team_store_is_refused(migrated, docker_clien
     errors = error_lines(result.stderr)
     assert len(errors) == 1 and "not empty" in errors[0], result.stderr[-2000:]
     assert migrated.psql("SELECT count(*) FROM runs") == runs
-    # The server was stopped for the attempt and started again, on the port it printed
-    migrated.mlflow_url = host_url(migrated)
+    # The server was stopped for the attempt and started again, on the same URL, printed
+    assert host_url(migrated) == migrated.mlflow_url
     assert f"MLflow:  {migrated.mlflow_url}" in result.stdout, result.stdout
+    # The advice names the command that empties only the team store
+    assert "make destroy" in errors[0] and "SQLite store stays" in errors[0], errors[0]
     # The SQLite store is still there, untouched by either migration
     assert docker_client.volumes.get(f"{migrated.name}_mlflow-data")
 
@@ -217,8 +225,8 @@ def test_team_backup_then_restore_drops_later_runs_and_keeps_earlier_ones(migrat
 
     restored = migrated.make("restore", f"FILE=backups/{archives[-1].name}")
     assert restored.returncode == 0, restored.stderr[-3000:]
-    # The server was stopped and started again, on the loopback port it printed
-    migrated.mlflow_url = host_url(migrated)
+    # The server was stopped and started again, on the same URL, printed
+    assert host_url(migrated) == migrated.mlflow_url
     assert f"MLflow:  {migrated.mlflow_url}" in restored.stdout, restored.stdout
     with logged_in(migrated.credentials):
         with pytest.raises(MlflowException):
@@ -228,6 +236,8 @@ def test_team_backup_then_restore_drops_later_runs_and_keeps_earlier_ones(migrat
 
 def test_a_damaged_team_archive_is_refused_and_changes_nothing(migrated):
     runs = migrated.psql("SELECT run_uuid FROM runs ORDER BY run_uuid")
+    # A good archive of its own, cut short below
+    assert migrated.make("backup").returncode == 0
     archives = sorted((migrated.directory / "backups").glob("mlflow-team-*.tar.gz"))
     broken = migrated.directory / "backups" / "broken.tar.gz"
     broken.write_bytes(archives[-1].read_bytes()[:2000])
@@ -239,3 +249,30 @@ def test_a_damaged_team_archive_is_refused_and_changes_nothing(migrated):
     assert migrated.psql("SELECT run_uuid FROM runs ORDER BY run_uuid") == runs
     # Refused before its own backup: nothing was written either
     assert len(list((migrated.directory / "backups").glob("mlflow-team-*.tar.gz"))) == count
+
+
+def test_the_refusals_advice_followed_keeps_the_sqlite_store_and_migrates_again(
+    migrated, docker_client
+):
+    # What the refusal says: make destroy in team mode, then make migrate-store again
+    destroyed = migrated.make("destroy", "CONFIRM=1")
+    assert destroyed.returncode == 0, destroyed.stderr[-3000:]
+    name = migrated.name
+    said = [line for line in destroyed.stdout.splitlines() if line.startswith("destroy: deleted")]
+    assert said == [
+        f"destroy: deleted volume {name}_postgres-data",
+        f"destroy: deleted volume {name}_s3-data",
+    ], destroyed.stdout
+    # The SQLite store's volume is still there, and so is the team store's backup
+    assert docker_client.volumes.get(f"{name}_mlflow-data")
+    assert list((migrated.directory / "backups").glob("mlflow-team-*.tar.gz"))
+    again = migrated.make("migrate-store")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    counts = {label: (int(a), int(b)) for label, a, b in COUNT_LINE.findall(again.stdout)}
+    assert counts == {
+        label: (int(a), int(b)) for label, a, b in COUNT_LINE.findall(migrated.result.stdout)
+    }
+    up = migrated.compose("up", "--detach", "--wait", "mlflow")
+    assert up.returncode == 0, up.stderr[-3000:]
+    assert host_url(migrated) == migrated.mlflow_url
+    assert team_contents(migrated, "migrated-again") == migrated.before

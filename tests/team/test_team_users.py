@@ -287,7 +287,7 @@ def test_sqlite_mode_with_auth_reaches_its_data_under_a_new_env(team_stack: Team
     # Leaving team mode is explicit, one line says which store is active
     left = team_stack.make("up", "TEAM=0")
     assert left.returncode == 0, left.stdout[-3000:] + left.stderr[-3000:]
-    assert re.search(r"^mode: the SQLite tracking server", left.stdout, re.MULTILINE), left.stdout
+    assert re.search(r"^mode: the SQLite tracking server", left.stderr, re.MULTILINE), left.stderr
     services = set(team_stack.compose("ps", "--services").stdout.split())
     assert services == {"mlflow", "jupyter"}, services
     trained = team_stack.compose(

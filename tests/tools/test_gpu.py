@@ -1,5 +1,5 @@
 """GPU: compose.gpu.yaml reserves NVIDIA GPUs for jupyter and bash, never for mlflow, and
-`make ... GPU=1` (or COMPOSE_FILE in .env) adds it to the compose calls. This machine has no
+`make ... GPU=1` records it in .env (COMPOSE_FILE), so every compose call adds it until GPU=0. This machine has no
 GPU: the tests prove the merged configuration and the device request the Docker Engine gets,
 not that a GPU is usable inside the containers."""
 
@@ -46,6 +46,13 @@ def test_make_with_gpu_1_reserves_nvidia_gpus_for_jupyter_and_bash_only(project)
         "serve": None,
         "dask-scheduler": None,
     }
+    # Remembered in .env: plain compose reserves them too, until GPU=0 leaves the mode
+    again = project.compose("--profile", "*", "config")
+    assert reserved_devices(again.stdout)["bash"] == NVIDIA_GPUS, again.stderr
+    left = project.make("config", "GPU=0")
+    assert left.returncode == 0, left.stderr
+    assert set(reserved_devices(left.stdout).values()) == {None}
+    assert "COMPOSE_FILE=compose.yaml\n" in (project.directory / ".env").read_text()
 
 
 def test_make_without_gpu_reserves_no_device(project):
