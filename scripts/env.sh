@@ -104,6 +104,10 @@ for key in JUPYTER_TOKEN MLFLOW_ADMIN_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY PO
   fi
 done
 
+# A host port for each published service, once (scripts/ports.sh): a plain docker compose up
+# then uses the same URLs as make up
+scripts/ports.sh new
+
 # Copy env/images.env's settings in, replacing older values (the source of truth stays there)
 grep -E '^[A-Z_]+=' env/images.env | while IFS='=' read -r key value; do
   set_value "$key" "$value"

@@ -3,7 +3,10 @@
 # (MLSTACK_MLFLOW_PORT, MLSTACK_JUPYTER_PORT, MLSTACK_DASK_DASHBOARD_PORT): every later start,
 # restore or migration reuses it, so open tabs, bookmarks and printed run links keep working.
 # A remembered port that another program holds now is replaced by a free one, with one line
-# saying so. Run by scripts/up.sh before the services start.
+# saying so.
+# Usage: scripts/ports.sh [new]   new: only give ports to the services that have none yet (make
+# runs it for every command, through scripts/env.sh); without: also check the remembered ones
+# (scripts/up.sh, and every restart of the tracking server, before the services start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +43,7 @@ for entry in "${published[@]}"; do
     remember "$key" "$(free 0)"
     continue
   fi
+  [ "${1:-}" != new ] || continue
   # Ours already (the service runs on it), or free: kept
   [ "$(docker compose --profile '*' port "$service" "$container_port" 2>/dev/null)" != "127.0.0.1:$port" ] || continue
   free "$port" >/dev/null && continue

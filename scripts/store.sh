@@ -46,6 +46,7 @@ scratch() {
 # (the same as before: the host port is remembered in .env)
 start_again() {
   [ -n "$1" ] || return 0
+  scripts/ports.sh
   docker compose up --detach --wait mlflow
   scripts/urls.sh
 }

@@ -244,6 +244,8 @@ def test_a_port_another_program_took_is_replaced_with_one_line(team_stack: TeamS
     assert team_stack.make("down").returncode == 0
     taken = int(team_stack.mlflow_url.rsplit(":", 1)[1])
     with socket.socket() as squatter:
+        # As servers do: connections of the test's clients may still linger in TIME_WAIT
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", taken))
         squatter.listen()
         up = team_stack.make("up")
