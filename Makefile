@@ -35,7 +35,7 @@ GPU ?=
 TEAM ?=
 export GPU TEAM
 
-.PHONY: FORCE help preflight preflight-env up down build ps logs urls shell train serve backup restore destroy migrate-store test lint format clean lock bench init config hooks check gc upgrade-check push swarm-up swarm-down
+.PHONY: FORCE help preflight preflight-env up down build ps logs urls shell train serve backup restore destroy migrate-store test lint format clean lock bench docs test-quick init config hooks check gc upgrade-check push swarm-up swarm-down
 
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -112,7 +112,10 @@ check: preflight-env build ## The project's own checks in the runner: black --ch
 test: $(VENV)/.installed ## Run the tests: static checks, each image, the stack end to end, the tools
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed ## Check formatting (black), Dockerfiles, shell scripts, YAML, CI workflow
+test-quick: $(VENV)/.installed ## The inner loop: static checks, each image, one stack's core end-to-end tests (minutes)
+	@$(PYTHON) -m pytest tests/static tests/images tests/stack/test_stack.py $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed ## Check formatting (black), Dockerfiles, shell scripts, YAML, CI workflow, the manual (mkdocs --strict)
 	@$(PYTHON) -m pytest tests/static $(PYTEST_ARGS)
 
 format: $(VENV)/.installed ## Format the Python code with black
@@ -129,6 +132,11 @@ init: ## Start your own project from this one: name its compose project, images 
 
 upgrade-check: ## Before merging a newer stack version: check that REF=<tag> changes none of the project's files
 	@scripts/upgrade-check.sh "$(REF)"
+
+docs: $(VENV)/.installed ## Serve the manual (docs/, MkDocs) on a free loopback port, rebuilt on every edit
+	@port="$$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"; \
+	  echo "Manual:  http://127.0.0.1:$$port/ (Ctrl-C stops it)"; \
+	  NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --quiet --dev-addr "127.0.0.1:$$port"
 
 hooks: $(VENV)/.installed ## Install the pre-commit git hook (black, hadolint, shellcheck, yamllint, ...)
 	@$(VENV)/bin/pre-commit install

@@ -172,7 +172,7 @@ build_image() { # build_image NAME [SERVICE]: one image; SERVICE for the project
     # The classic builder's deprecation notice is not the error: show what follows it
     grep -v -e '^DEPRECATED: The legacy builder' -e '^ *BuildKit' -e '^ *Install the buildx' \
       -e '^ *https://' -e '^ *deprecated' -e '^$' "$log" | tail -n 25 >&2
-    echo "error: building $image failed (above; whole log in $log); behind a TLS-intercepting proxy, set EXTRA_CA_CERTS to its CA bundle (see README)" >&2
+    echo "error: building $image failed (above; whole log in $log); behind a TLS-intercepting proxy, set EXTRA_CA_CERTS to its CA bundle (see docs/operations.md)" >&2
     return 1
   fi
   echo "build: $image ready in $((SECONDS - start)) s"

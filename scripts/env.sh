@@ -42,7 +42,7 @@ if ! grep -q "^MLSTACK_UID=." .env; then
   set_value MLSTACK_GID "${MLSTACK_GID:-$(id -g)}"
   echo "env: project $(sed -n 's/^COMPOSE_PROJECT_NAME=//p' .env), containers run as $uid:${MLSTACK_GID:-$(id -g)}" >&2
   if [ "$uid" -eq 0 ]; then
-    echo "warning: .env makes the containers run as root (UID 0) because make ran as root; set MLSTACK_UID/MLSTACK_GID in .env to a regular user's IDs (see README)" >&2
+    echo "warning: .env makes the containers run as root (UID 0) because make ran as root; set MLSTACK_UID/MLSTACK_GID in .env to a regular user's IDs (see docs/operations.md)" >&2
   fi
 fi
 grep -q "^MLSTACK_GID=." .env || set_value MLSTACK_GID "${MLSTACK_GID:-$(id -g)}"

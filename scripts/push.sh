@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 registry="${1:-}"
 if [ -z "$registry" ]; then
-  echo "error: no registry given; name the one the swarm's nodes pull from, e.g. make push REGISTRY=127.0.0.1:5000 (none yet? README: Many machines)" >&2
+  echo "error: no registry given; name the one the swarm's nodes pull from, e.g. make push REGISTRY=127.0.0.1:5000 (none yet? docs/swarm.md)" >&2
   exit 2
 fi
 if ! [[ "$registry" =~ ^[A-Za-z0-9.-]+:[0-9]+$ ]]; then
@@ -22,7 +22,7 @@ port="${registry##*:}"
 # Bash's /dev/tcp: does anything listen there (TLS and logins are docker push's business)
 # shellcheck disable=SC2016 # $1 and $2 expand in the inner bash, as meant
 if ! timeout 5 bash -c ': >"/dev/tcp/$1/$2"' _ "$host" "$port" 2>/dev/null; then
-  echo "error: no registry answers at $registry; start one (README: Many machines) or check the host and port in REGISTRY" >&2
+  echo "error: no registry answers at $registry; start one (docs/swarm.md) or check the host and port in REGISTRY" >&2
   exit 1
 fi
 
@@ -48,7 +48,7 @@ for image in "${images[@]}"; do
     *)
       advice="see Docker's message above" ;;
     esac
-    echo "error: pushing $target failed; $advice (README: Many machines)" >&2
+    echo "error: pushing $target failed; $advice (docs/swarm.md)" >&2
     exit 1
   fi
 done

@@ -28,7 +28,7 @@ user="$(setting MLSTACK_UID):$(setting MLSTACK_GID)"
 
 backups_folder() {
   mkdir -p backups
-  # make run by root for another user (see README): the folder is that user's, like the archive
+  # make run by root for another user (see docs/operations.md): the folder is that user's, like the archive
   [ "$(id -u)" -ne 0 ] || chown "$user" backups
 }
 

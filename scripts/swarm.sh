@@ -68,7 +68,7 @@ up() {
   workers=$((10#$workers))
   require_manager swarm-up
   [ -n "$registry" ] ||
-    fail "no registry given; the swarm's nodes pull the images from one: make swarm-up REGISTRY=127.0.0.1:5000 (none yet? README: Many machines)"
+    fail "no registry given; the swarm's nodes pull the images from one: make swarm-up REGISTRY=127.0.0.1:5000 (none yet? docs/swarm.md)"
   scripts/push.sh "$registry"
   scripts/build.sh gateway | grep -v '^build: .* step ' || true
   docker image inspect "$MLSTACK_IMAGE_PREFIX/gateway:$MLSTACK_VERSION" >/dev/null ||
@@ -115,7 +115,7 @@ up() {
   echo "MLflow:  $(url_of 5000)"
   echo "Jupyter: $(url_of 8888)/lab?token=$token"
   echo "Dask:    $(url_of 8787)/status ($workers workers; Client() connects in Jupyter)"
-  echo "swarm: stack $stack; the URLs are on this machine's loopback (elsewhere: ssh -L, see README)"
+  echo "swarm: stack $stack; the URLs are on this machine's loopback (elsewhere: ssh -L, see docs/swarm.md)"
 }
 
 down() {

@@ -12,9 +12,9 @@ fail() {
 }
 
 ref="${1:-}"
-[ -n "$ref" ] || fail "say which stack version to check: make upgrade-check REF=<tag>, after 'git fetch mlstack --tags' (see README)"
+[ -n "$ref" ] || fail "say which stack version to check: make upgrade-check REF=<tag>, after 'git fetch mlstack --tags' (see docs/operations.md)"
 git rev-parse --verify --quiet "$ref^{commit}" >/dev/null ||
-  fail "'$ref' is not a commit of this repository; run 'git fetch mlstack --tags' first (see README)"
+  fail "'$ref' is not a commit of this repository; run 'git fetch mlstack --tags' first (see docs/operations.md)"
 base="$(git merge-base HEAD "$ref")" ||
   fail "'$ref' shares no history with this project; take stack versions from the repository it was made from"
 

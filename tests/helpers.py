@@ -14,7 +14,6 @@ import docker
 from dotenv import dotenv_values
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-README = REPO_ROOT / "README.md"
 # The stack's shared images, in build order (scripts/build.sh); each project adds its own
 # <project>-jupyter and <project>-bash on top of jupyter and bash
 IMAGE_NAMES = ("base", "science", "mlflow", "jupyter", "bash")

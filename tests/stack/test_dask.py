@@ -1,7 +1,7 @@
 """Dask on one machine: `make up WORKERS=N` starts a scheduler and N workers on the project's own
 runner image beside the stack, sweep.py runs its search on them and logs to the same MLflow,
 and the faults a user meets (a worker killed mid-search, the scheduler down, other package
-versions) end as the README says. The module leaves the stack as it found it: no Dask container.
+versions) end as the manual says. The module leaves the stack as it found it: no Dask container.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def cluster(stack, docker_client, cluster_url) -> str:
 
 
 def sweep(stack, *options: str) -> subprocess.CompletedProcess[str]:
-    """sweep.py in the runner, as the README shows it."""
+    """sweep.py in the runner, as the manual shows it."""
     return stack.compose("run", "--rm", "bash", "python", "sweep.py", *options, timeout=900)
 
 

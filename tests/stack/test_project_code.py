@@ -18,7 +18,7 @@ REGISTERED = "project-code-wine"
 
 
 def job(stack, script: str, *options: str):
-    """Run one of the project's entry points in the runner, as the README says."""
+    """Run one of the project's entry points in the runner, as the manual says."""
     return stack.compose("run", "--rm", "bash", "python", script, *options)
 
 

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.stack
 
 
 def train(stack, *options: str):
-    """Run train.py in the runner, as the README says, and return the finished process."""
+    """Run train.py in the runner, as the manual says, and return the finished process."""
     return stack.compose("run", "--rm", "bash", "python", "train.py", *options)
 
 

@@ -192,3 +192,26 @@ def test_make_alone_prints_a_description_for_every_target():
     phony = re.search(r"^\.PHONY:(.*)$", makefile, flags=re.MULTILINE).group(1).split()
     listed = set(re.findall(r"make (\S+)", result.stdout))
     assert set(phony) - {"preflight", "preflight-env", "FORCE"} <= listed, result.stdout
+
+
+def test_the_manual_builds_strictly_with_the_benchmark_figures_included(tmp_path):
+    result = run(
+        [str(REPO_ROOT / ".venv/bin/mkdocs"), "build", "--strict", "--site-dir", str(tmp_path)],
+        env=os.environ | {"NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for page in ("quick-start", "project", "team", "operations", "security", "benchmarks"):
+        assert (tmp_path / page / "index.html").is_file(), page
+    # The benchmark page shows bench/results.md itself, not a copy
+    figures = (REPO_ROOT / "bench/results.md").read_text().splitlines()
+    row = next(line for line in figures if line.startswith("| 3 |"))
+    cell = row.split("|")[2].strip().replace("`", "")
+    assert cell in (tmp_path / "benchmarks/index.html").read_text()
+
+
+def test_the_readme_is_a_front_page_linking_every_page_of_the_manual():
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) < 200
+    pages = {p.name for p in (REPO_ROOT / "docs").glob("*.md")} - {"index.md"}
+    linked = set(re.findall(r"\(docs/([a-z-]+\.md)\)", readme))
+    assert pages <= linked, pages - linked

@@ -22,7 +22,7 @@ import time
 import pytest
 import requests
 
-from tests.helpers import restart_docker_daemon, wait_until_healthy
+from tests.helpers import restart_docker_daemon, unique_name, wait_until_healthy
 from tests.team.helpers import TEAM_COMPOSE_FILE, TeamStack
 
 CONCURRENT = 8
@@ -158,9 +158,9 @@ def test_an_mlflow_client_on_the_host_with_default_settings_works(team_stack: Te
 def test_a_second_project_pointed_at_the_team_server_through_the_host_logs_and_loads_a_model(
     team_stack: TeamStack, new_project
 ):
-    member = new_project("member project", None)
+    member = new_project("member project", unique_name("member"))
     assert member.make(".env").returncode == 0
-    # The README's path for a teammate: the tracking URI in env/stack.env, the credentials in
+    # The team page's path for a teammate: the tracking URI in env/stack.env, the credentials in
     # .env. Here the shared server is this machine's loopback port, so the runner uses the
     # host's network (a teammate's reaches https://mlflow.example.org instead)
     user, password = team_stack.credentials

@@ -111,7 +111,7 @@ def test_devcontainer_keeps_the_stack_running_and_forwards_jupyter_and_mlflow(
 
 
 def test_compose_run_of_the_runner_still_exits_with_its_command(dev_container):
-    # The dev container's long-running command lives in .devcontainer/ only: the README's
+    # The dev container's long-running command lives in .devcontainer/ only: the manual's
     # `docker compose run bash ...` still runs the command and exits
     project, _ = dev_container
     result = project.compose("run", "--rm", "bash", "python", "-c", "print('done')", timeout=120)

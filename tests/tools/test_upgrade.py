@@ -1,6 +1,6 @@
 """Taking a newer stack version: a project made with `make init`, with its own edits to every
 project-owned file (project-files.txt), merges a later stack commit that changes the images,
-compose.yaml, the scripts and the Makefile, as the README says (remote, fetch, check, merge):
+compose.yaml, the scripts and the Makefile, as the manual says (remote, fetch, check, merge):
 no conflict, every edit intact, and the stack still comes up and trains. The check names a
 stack version that would touch a project file."""
 
@@ -92,7 +92,7 @@ def test_a_project_takes_a_newer_stack_version_without_conflicts(
     git(project, "commit", "--quiet", "--all", "-m", "stack 0.2", cwd=upstream)
     git(project, "tag", "v0.2.0", cwd=upstream)
 
-    # The README's steps
+    # The manual's steps (docs/operations.md)
     git(project, "remote", "add", "mlstack", str(upstream))
     git(project, "fetch", "--quiet", "mlstack", "--tags")
     checked = project.make("upgrade-check", "REF=v0.2.0")

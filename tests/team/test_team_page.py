@@ -1,7 +1,8 @@
-"""The README's team section as a new user meets it: on a fresh clone owned by a non-root user
-(UID 1000, the usual first Linux user, in the docker group), every console command of the
-section runs in order, as that user, exactly as written, and does what the README says: the team
-server comes up, the job's run lands in PostgreSQL, the admin creates a user who can log in."""
+"""The manual's team page (docs/team.md) as a new user meets it: on a fresh clone owned by a
+non-root user (UID 1000, the usual first Linux user, in the docker group), every console command
+of the page runs in order, as that user, exactly as written, and does what the page says: the
+team server comes up, the job's run lands in PostgreSQL, the admin creates a user who can log
+in."""
 
 from __future__ import annotations
 
@@ -18,16 +19,16 @@ import docker
 import pytest
 import requests
 
-from tests.helpers import README, copy_project, project_resources
+from tests.helpers import REPO_ROOT, copy_project, project_resources
 
 USER_UID = 1000
-SECTION = "## A tracking server for a team"
+TEAM_PAGE = REPO_ROOT / "docs" / "team.md"
 
 
-def console_commands(section: str) -> list[str]:
-    """The commands of the ``console`` blocks of a README section, in order: the text after
+def console_commands(page: Path) -> list[str]:
+    """The commands of the ``console`` blocks of a page of the manual, in order: the text after
     ``$ `` with its continuation lines (a trailing backslash) joined, comments kept."""
-    body = README.read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
+    body = page.read_text()
     commands = []
     for block in re.findall(r"```console\n(.*?)```", body, re.DOTALL):
         lines = block.splitlines()
@@ -43,8 +44,8 @@ def console_commands(section: str) -> list[str]:
     return commands
 
 
-def test_every_console_command_of_the_team_section_works_as_written(built_images):
-    commands = console_commands(SECTION)
+def test_every_console_command_of_the_team_page_works_as_written(built_images):
+    commands = console_commands(TEAM_PAGE)
     assert commands[0] == "make up TEAM=1", commands
     assert commands[1].startswith("docker compose run --rm bash python train.py"), commands
     assert any("users/create" in command for command in commands), commands
