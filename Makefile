@@ -43,9 +43,10 @@ help: ## Show this help
 preflight:
 	@scripts/preflight.sh
 
-# .env first (it completes a partial one written by hand), then the checks that read it
-preflight-env: .env
-	@scripts/preflight.sh
+# Docker first, then .env (it completes a partial one written by hand), then the compose
+# configuration that .env fills in
+preflight-env: preflight .env
+	@scripts/preflight.sh config
 
 # .env is a real file, but scripts/env.sh runs before every command that needs it: it creates
 # .env when missing, makes a missing or emptied secret anew and copies env/images.env in, and

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Checks that Docker is usable before make does anything with it: the client is installed, the
-# daemon answers, Compose v2 is there and recent enough, and compose.yaml with .env and env/
-# makes a valid configuration. Prints one error line otherwise, and changes nothing.
+# daemon answers, Compose v2 is there and recent enough; with `config`, that compose.yaml with
+# .env and env/ makes a valid configuration (make runs that once .env is complete). Prints one
+# error line otherwise, and changes nothing.
+# Usage: scripts/preflight.sh [config]
 set -euo pipefail
 
 # docker compose up --wait (and its timeout), depends_on conditions honoured by `run`
@@ -27,6 +29,7 @@ oldest="$(printf '%s\n%s\n' "$min_compose" "$version" | sort -V | head -n 1)"
 [ "$oldest" = "$min_compose" ] ||
   fail "Compose $version is too old; install $min_compose or newer"
 
+[ "${1:-}" = config ] || exit 0
 # A broken .env (or a missing env/ file) is reported before anything is built or started
 cd "$(dirname "$0")/.."
 if [ -f .env ] && ! problem="$(docker compose --profile '*' config --quiet 2>&1)"; then

@@ -111,9 +111,18 @@ def test_committed_notebooks_carry_no_outputs(notebook):
     assert code and all(not c["outputs"] and c["execution_count"] is None for c in code)
 
 
-def test_make_logs_shows_the_servers_requests_but_not_its_healthchecks(stack):
-    # The healthcheck probes /health once a second: a few seconds give several probes
-    time.sleep(3)
+def test_make_logs_shows_the_servers_requests_but_not_its_healthchecks(stack, docker_client):
+    # The healthcheck probes /health once a second: wait until Docker has a few more passed
+    # probes on record than now, so the logs below had probes to hide
+    def passed_probes() -> list[str]:
+        container = docker_client.containers.get(stack.compose("ps", "-q", "mlflow").stdout.strip())
+        return [p["Start"] for p in container.attrs["State"]["Health"]["Log"] if p["ExitCode"] == 0]
+
+    before = set(passed_probes())
+    deadline = time.monotonic() + 30
+    while len(set(passed_probes()) - before) < 3:
+        assert time.monotonic() < deadline, "no healthcheck probe ran"
+        time.sleep(0.5)
     search = f"{stack.urls['mlflow']}/api/2.0/mlflow/experiments/search"
     assert requests.get(search, params={"max_results": 1}, timeout=10).status_code == 200
     deadline = time.monotonic() + 30

@@ -48,5 +48,11 @@ def team_stack(tmp_path_factory, test_uid, docker_client, built_images) -> TeamS
         if (directory / ".env").exists():
             name = stack.name
             stack.down()
+            # A test may have left team mode: the team volumes are then not in the compose
+            # configuration that down removed
+            for volume in docker_client.volumes.list(
+                filters={"label": f"com.docker.compose.project={name}"}
+            ):
+                volume.remove(force=True)
             left = project_resources(docker_client, name)
             assert not left, f"teardown left {left}"
