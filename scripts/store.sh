@@ -119,6 +119,7 @@ team_restore() {
     docker compose exec -T postgres pg_restore --clean --if-exists --single-transaction \
       --exit-on-error --dbname="$database" <"$staging/$database.dump" ||
       fail "pg_restore of $database failed (above); that database is as it was; the backup above holds all"
+    echo "restore: database $database restored"
   done
   team_artifacts prune-artifacts
   start_again "$running"

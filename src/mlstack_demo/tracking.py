@@ -45,10 +45,6 @@ class TrackingServerError(JobError):
     """The MLflow tracking server could not be reached or refused a request."""
 
 
-# The experiment tag (name, value) that makes MLflow's UI show an experiment as model training
-EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
-
-
 def load_settings() -> None:
     """Put the settings files' values into ``os.environ``; a variable already set (by compose,
     or by the user) wins."""
@@ -152,16 +148,12 @@ def start_run(
 
     name = experiment or setting("MLFLOW_EXPERIMENT_NAME", "Default")
     try:
-        active = mlflow.set_experiment(name)
+        mlflow.set_experiment(name)
     except MlflowException as error:
         # Jobs started together race to create a new experiment: the losers use the winner's
         if error.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-        active = mlflow.set_experiment(name)
-    # MLflow 3's UI opens an experiment of no known kind on its GenAI overview (traces); this
-    # experiment setting of MLflow's own opens it on its runs, the model-training view
-    if EXPERIMENT_KIND[0] not in active.tags:
-        mlflow.MlflowClient().set_experiment_tag(active.experiment_id, *EXPERIMENT_KIND)
+        mlflow.set_experiment(name)
     # What MLflow reads where no experiment is active (the subprocesses it starts, e.g. to infer
     # a model's requirements): this one, not env/project.env's, which may not exist yet and which
     # jobs started together would all try to create

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -232,6 +234,47 @@ def test_team_backup_then_restore_drops_later_runs_and_keeps_earlier_ones(migrat
         with pytest.raises(MlflowException):
             MlflowClient(migrated.mlflow_url).get_run(later.info.run_id)
     assert team_contents(migrated, "after-restore") == before
+
+
+def test_a_team_restore_interrupted_at_each_step_leaves_a_store_the_server_starts_on(migrated):
+    assert migrated.make("backup").returncode == 0
+    archive = sorted((migrated.directory / "backups").glob("mlflow-team-*.tar.gz"))[-1]
+    archived = team_contents(migrated, "archived")
+    with logged_in(migrated.credentials):
+        client = MlflowClient(migrated.mlflow_url)
+        later = client.create_run(client.get_experiment_by_name("history").experiment_id)
+        client.log_metric(later.info.run_id, "later", 1.0)
+        client.set_terminated(later.info.run_id)
+    current = team_contents(migrated, "current")
+    assert current != archived
+    # Killed (the whole make process group, as Ctrl-C or a lost terminal would) right after
+    # the archive's artifacts were uploaded beside the old ones, then right after the backend
+    # store's database was restored: the server starts on the old store, then on the archive's
+    for marker, expected in (
+        ("artifact files in the bucket", current),
+        ("database mlflow restored", archived),
+    ):
+        restore = subprocess.Popen(
+            ["make", "--no-print-directory", "restore", f"FILE=backups/{archive.name}"],
+            cwd=migrated.directory, env=migrated.env, text=True, start_new_session=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        seen = []
+        for line in restore.stdout:
+            seen.append(line)
+            if marker in line:
+                os.killpg(restore.pid, signal.SIGKILL)
+                break
+        restore.wait(timeout=120)
+        assert any(marker in line for line in seen), "".join(seen)[-3000:]
+        # Containers of the killed `docker compose run` may be left: make up starts the server
+        leftovers = migrated.compose("ps", "--all", "--quiet", "--filter", "status=exited")
+        for container in leftovers.stdout.split():
+            subprocess.run(["docker", "rm", "--force", container], capture_output=True)
+        up = migrated.make("up")
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        assert host_url(migrated) == migrated.mlflow_url
+        assert team_contents(migrated, f"after-{len(seen)}") == expected
 
 
 def test_a_damaged_team_archive_is_refused_and_changes_nothing(migrated):
