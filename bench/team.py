@@ -39,10 +39,25 @@ class TeamResults:
     error: str = ""
 
 
+# The host ports make keeps in .env: the two stacks of this figure share one folder (and .env),
+# so the team stack's are left to Docker (set empty in its environment, which wins over .env)
+PORT_SETTINGS = ("MLSTACK_MLFLOW_PORT", "MLSTACK_JUPYTER_PORT", "MLSTACK_DASK_DASHBOARD_PORT")
+
+
 def team_env(ws: Workspace) -> dict[str, str]:
     """The environment of the team stack's make and compose calls: the run's second project
-    with compose.team.yaml merged (as `make up TEAM=1` exports it)."""
-    return ws.env(ws.second_project) | {"COMPOSE_FILE": TEAM_COMPOSE_FILE}
+    with compose.team.yaml merged, its host ports picked by Docker."""
+    return (
+        ws.env(ws.second_project)
+        | {"COMPOSE_FILE": TEAM_COMPOSE_FILE}
+        | {setting: "" for setting in PORT_SETTINGS}
+    )
+
+
+def sqlite_env(ws: Workspace) -> dict[str, str]:
+    """The environment of the SQLite default's calls: the run's project in the default mode,
+    whatever mode the shared .env holds."""
+    return ws.env() | {"COMPOSE_FILE": "compose.yaml"}
 
 
 def run_in(ws: Workspace, env: dict[str, str], args: list[str], timeout: float) -> str:
@@ -90,20 +105,22 @@ def run_team(
     ``team.error``, never raised."""
     log(f"figure {FIGURE}: the team stack next to the SQLite default")
     try:
-        sqlite_env = ws.env()
+        default_env = sqlite_env(ws)
         log("  make up (the SQLite default) and the project images of the team stack")
-        run_in(ws, sqlite_env, ["make", "--no-print-directory", "up"], timeout=900)
+        run_in(ws, default_env, ["make", "--no-print-directory", "up"], timeout=900)
         build_stack(ws, ws.second_project)
-        log("  make up TEAM=1 (first start: migrates the PostgreSQL database)")
+        log("  make up in team mode (first start: migrates the PostgreSQL database)")
         env = team_env(ws)
         start = time.perf_counter()
-        run_in(ws, env, ["make", "--no-print-directory", "up", "TEAM=1"], TEAM_UP_TIMEOUT_S)
+        # COMPOSE_FILE in the environment, not TEAM=1: that would record team mode in the
+        # .env both stacks share
+        run_in(ws, env, ["make", "--no-print-directory", "up"], TEAM_UP_TIMEOUT_S)
         up_at = time.perf_counter()
         team.team_up_s = up_at - start
         settle(up_at, idle_s)
         containers = {service: container_of(ws, env, service) for service in TEAM_SERVICES}
         team.rss_bytes = median_rss(containers)
-        team.sqlite_rss_bytes = median_rss({"mlflow": container_of(ws, sqlite_env, "mlflow")})[
+        team.sqlite_rss_bytes = median_rss({"mlflow": container_of(ws, default_env, "mlflow")})[
             "mlflow"
         ]
         settings = containers["mlflow"].attrs["Config"]["Env"]
@@ -113,7 +130,7 @@ def run_team(
         log(f"  idle RSS {sum(team.rss_bytes.values()) / 1e9:.2f} GB; {team.workers} workers")
         for rep in range(reps):
             log(f"  logging probes, SQLite then team ({rep + 1}/{reps})")
-            team.sqlite.append(probe(ws, sqlite_env, calls, batches))
+            team.sqlite.append(probe(ws, default_env, calls, batches))
             team.team.append(probe(ws, env, calls, batches))
     except BenchError as error:
         log(f"  failed: {error}")

@@ -38,6 +38,8 @@ remember() { # remember KEY VALUE
 
 for entry in "${published[@]}"; do
   IFS='|' read -r key service container_port what <<<"$entry"
+  # Set in the environment (even empty: Docker picks), it wins over .env for compose too
+  [ -z "${!key+set}" ] || continue
   port="$(setting "$key")"
   if [ -z "$port" ]; then
     remember "$key" "$(free 0)"
