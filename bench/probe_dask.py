@@ -80,7 +80,7 @@ def main() -> None:
 
     import joblib
 
-    from mlstack_demo import cluster
+    from mlstack import cluster
     from mlstack_demo.model import cross_validate_grid
 
     grid = {"n_estimators": args.n_estimators, "max_depth": args.max_depth}

@@ -1,5 +1,6 @@
-"""The project's own code: the data (:mod:`.data`), the model (:mod:`.model`) and the MLflow
-plumbing every entry point and notebook shares (:mod:`.tracking`).
+"""The project's own code: the data (:mod:`.data`) and the model (:mod:`.model`). The stack's
+plumbing (settings, runs, the job command, Dask) is the stack's package ``mlstack``, installed in
+its images.
 
 The containers have ``src/`` on their Python path (compose.yaml), so ``import mlstack_demo``
 works in Jupyter and the runner without installing anything. ``make init NAME=...`` renames

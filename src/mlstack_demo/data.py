@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from mlstack import JobError
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 RAW_DIR = DATA_DIR / "raw"
@@ -25,8 +26,9 @@ FORMATS = {
 }
 
 
-class DataError(ValueError):
-    """A data file that cannot be read as a table, or lacks the label column."""
+class DataError(JobError, ValueError):
+    """A data file that cannot be read as a table, or lacks the label column (a job says it in
+    one ``error:`` line)."""
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

@@ -145,7 +145,7 @@ def cross_validate_grid(
     client: Any | None = None,
 ) -> pd.DataFrame:
     """Cross-validate every candidate of ``grid``: one :func:`score_fold` task per candidate and
-    fold, on the Dask cluster of ``client`` (a ``distributed.Client``, see ``cluster.connect``)
+    fold, on the Dask cluster of ``client`` (a ``distributed.Client``, see ``mlstack.cluster.connect``)
     when given, else locally by joblib with ``n_jobs=-1`` (every core).
 
     On a cluster the tasks go to the client directly rather than through joblib's ``dask``
@@ -162,7 +162,7 @@ def cross_validate_grid(
 
     Raises:
         distributed.KilledWorker, OSError: when the cluster fails during the search (a task
-            that killed the workers it ran on, the scheduler gone); ``cluster.parallel`` turns
+            that killed the workers it ran on, the scheduler gone); ``mlstack.cluster.parallel`` turns
             them into one ``ClusterError`` line.
     """
     params = candidates(grid)
@@ -200,3 +200,37 @@ def cross_validate_grid(
     )
     results["rank"] = results["cv_accuracy"].rank(ascending=False, method="first").astype(int)
     return results
+
+
+def plot_scores(results: pd.DataFrame, folds: int) -> Any:
+    """Cross-validated accuracy against the number of trees, one line per maximum depth (the
+    other parameters at the best candidate's), with the spread over the folds.
+
+    Args:
+        results: :func:`cross_validate_grid`'s table.
+        folds: the number of folds, for the axis label.
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
+    import matplotlib.pyplot as plt
+
+    table = pd.DataFrame(list(results["params"]), dtype=object).join(results.drop(columns="params"))
+    best = results.loc[results["rank"] == 1, "params"].iloc[0]
+    others = table["min_samples_leaf"] == best["min_samples_leaf"]
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for max_depth, rows in table[others].groupby("max_depth", dropna=False):
+        rows = rows.sort_values("n_estimators")
+        axes.errorbar(
+            rows["n_estimators"],
+            rows["cv_accuracy"],
+            yerr=rows["cv_accuracy_std"],
+            marker="o",
+            capsize=3,
+            label=f"max_depth={max_depth}",
+        )
+    axes.set_xlabel("n_estimators (trees)")
+    axes.set_ylabel(f"accuracy ({folds}-fold CV)")
+    axes.set_title("Wine: cross-validated accuracy by number of trees")
+    axes.legend()
+    return figure

@@ -190,16 +190,16 @@ def test_a_project_folder_with_spaces_is_the_containers_project_folder(stack):
 @pytest.mark.parametrize(
     "option, message",
     [
-        (["--n-estimators", "many"], "'many' is not a whole number"),
-        (["--max-depth", "0"], "'0' is less than 1"),
-        (["--test-size", "1.5"], "'1.5' is not between 0 and 1"),
-        (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+        (["--n-estimators", "many"], "'many' is not a valid integer"),
+        (["--max-depth", "0"], "0 is not in the range x>=1"),
+        (["--test-size", "1.5"], "1.5 is not in the range 0<x<1"),
+        (["--no-such-option"], "No such option '--no-such-option'"),
     ],
 )
 def test_train_rejects_a_bad_option_in_one_line(stack, option, message):
     result = stack.compose("run", "--rm", "--no-deps", "bash", "python", "train.py", *option)
     assert result.returncode == 2
-    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    errors = [line for line in result.stderr.splitlines() if "error:" in line.lower()]
     assert len(errors) == 1 and message in errors[0], result.stderr
 
 

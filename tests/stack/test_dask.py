@@ -18,7 +18,7 @@ pytestmark = pytest.mark.stack
 DASK_SERVICES = ("dask-scheduler", "dask-worker")
 # Heavier than sweep.py's default grid (8 candidates x 5 folds, 2.7 times the trees): long
 # enough to kill a worker in the middle of it (the kill comes with the first task running)
-SLOW_GRID = ("--n-estimators", "100", "200", "300", "400", "--max-depth", "4", "8")
+SLOW_GRID = ("--n-estimators", "100,200,300,400", "--max-depth", "4,8")
 
 
 def dask_containers(docker_client, stack, service: str | None = None) -> list:
@@ -243,7 +243,7 @@ def test_make_up_without_workers_removes_the_cluster_and_sweep_fits_locally(
     output = up(stack)
     assert "Dask:" not in output
     assert dask_containers(docker_client, stack) == []
-    result = sweep(stack, "--n-estimators", "5", "10", "--max-depth", "2", "3", "--folds", "3")
+    result = sweep(stack, "--n-estimators", "5,10", "--max-depth", "2,3", "--folds", "3")
     assert re.search(r"^fitting 4 candidates x 3 folds locally ", result.stdout, re.M)
     _, children = parent_and_children(stack, result)
     assert len(children) == 4

@@ -151,8 +151,8 @@ def crash_postgres_during_a_job(stack: TeamStack) -> tuple[int, str, int]:
     """Start a long training job, kill -9 PostgreSQL once the job's run has points in it, and
     wait for the job to end.
 
-    The job is train.py with one tree and one logged point per step, whose client gives up at
-    the first failed request (MLflow's default retries for ~2 minutes and rides out a short
+    The job is train.py with one tree and one logged point per step, logging synchronously,
+    whose client gives up at the first failed request (MLflow's default retries for ~2 minutes and rides out a short
     outage). PostgreSQL is back in about a second: a job slowed by a busy machine may make no
     request in that time; the server then reconnects and the job runs on unharmed. Such a job is
     stopped and the crash repeated with a new one, up to three times.
@@ -168,7 +168,8 @@ def crash_postgres_during_a_job(stack: TeamStack) -> tuple[int, str, int]:
         run_name = f"interrupted-{secrets.token_hex(4)}"
         job = subprocess.Popen(
             ["docker", "compose", "run", "--rm", "--name", run_name,
-             "--env", "MLFLOW_HTTP_REQUEST_MAX_RETRIES=0", "bash", "python", "train.py",
+             "--env", "MLFLOW_HTTP_REQUEST_MAX_RETRIES=0", "--env", "MLFLOW_ENABLE_ASYNC_LOGGING=false",
+             "bash", "python", "train.py",
              "--run-name", run_name, "--n-estimators", "3000", "--curve-steps", "3000"],
             cwd=stack.directory, env=stack.env, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,

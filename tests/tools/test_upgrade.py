@@ -60,7 +60,7 @@ def test_a_project_takes_a_newer_stack_version_without_conflicts(
     # The user's project: make init, then an edit to every project-owned file
     assert project.make("init", f"NAME={name}").returncode == 0
     package = name.replace("-", "_")
-    assert (project.directory / "src" / package / "tracking.py").exists()
+    assert (project.directory / "src" / package / "data.py").exists()
     env_file = project.directory / "env/project.env"
     env_file.write_text(
         re.sub(

@@ -1,33 +1,19 @@
-"""The MLflow plumbing every entry point and notebook shares, so that they read as ML: the
-settings, the server check, runs with their user and host URL, logging data sets and models,
-and errors turned into one line.
-
-Settings come from the environment (compose passes env/stack.env and env/project.env to the
-containers), else from those files, then from ``.mlstack/urls.env``, which `make up` writes
-with the host's URLs.
-"""
+"""The MLflow plumbing jobs and notebooks share, so that they read as ML: the tracking-server
+check, runs with their user and host URL, logging data sets and models, and MLflow's errors
+turned into one line."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import getpass
+import logging
 import os
-import sys
-import tempfile
 import warnings
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 from urllib.parse import urlparse
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-# The stack's settings, the project's, then the URLs `make up` found on the host
-SETTINGS_FILES = (
-    PROJECT_DIR / "env" / "stack.env",
-    PROJECT_DIR / "env" / "project.env",
-    PROJECT_DIR / ".mlstack" / "urls.env",
-)
-
+from .settings import DEFAULT_EXPERIMENT, JobError, setting
 
 # How the backend store words the loss of a race to insert the same data set (SQLite, PostgreSQL)
 DATASET_RACE = ("UNIQUE constraint failed: datasets", "duplicate key value violates unique")
@@ -36,41 +22,12 @@ DATASET_RACE = ("UNIQUE constraint failed: datasets", "duplicate key value viola
 # signature): the project's labels are class numbers, integers without missing values are meant
 warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
 
-
-class JobError(RuntimeError):
-    """A failure the user can act on, said in one line (an entry point prints ``error: ...``)."""
+# Where MLflow's asynchronous logging reports a batch it could not store (and only there)
+ASYNC_LOG = logging.getLogger("mlflow.utils.async_logging.async_logging_queue")
 
 
 class TrackingServerError(JobError):
     """The MLflow tracking server could not be reached or refused a request."""
-
-
-def load_settings() -> None:
-    """Put the settings files' values into ``os.environ``; a variable already set (by compose,
-    or by the user) wins."""
-    from dotenv import load_dotenv
-
-    for settings in SETTINGS_FILES:
-        if os.access(settings, os.R_OK):
-            load_dotenv(settings, override=False)
-
-
-def setting(name: str, default: str | None = None) -> str | None:
-    """One setting from the environment (see :func:`load_settings`), or ``default``."""
-    return os.environ.get(name) or default
-
-
-def number_setting(name: str, default: float) -> float:
-    """A setting that must be a number, or ``default`` when unset.
-
-    Raises:
-        JobError: when the value is not a number.
-    """
-    text = setting(name, str(default))
-    try:
-        return float(text)
-    except ValueError:
-        raise JobError(f"{name}={text} is not a number; fix it in env/project.env") from None
 
 
 def check_tracking_server(tracking_uri: str, timeout: float = 10.0) -> None:
@@ -129,6 +86,18 @@ def run_user() -> str:
         return f"uid-{os.getuid()}"
 
 
+class _FailedBatches(logging.Handler):
+    """Collects the errors MLflow's asynchronous logging reports only in its log: a batch of
+    metrics, parameters or tags the server did not take."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 @contextlib.contextmanager
 def start_run(
     run_name: str | None = None, experiment: str | None = None, nested: bool = False
@@ -137,16 +106,21 @@ def start_run(
     ("Created by" in the UI); ended FINISHED, or FAILED when the block raises. ``nested``: a
     child of the active run.
 
+    With asynchronous logging (``MLFLOW_ENABLE_ASYNC_LOGGING``, on in jobs), the run waits at
+    its end until every value logged in the block is stored, also when the block raises.
+
     Yields:
         The ``mlflow.ActiveRun``.
 
     Raises:
         mlflow.exceptions.MlflowException: when the server refuses to create the run.
+        mlflow.exceptions.MlflowException: also when values logged asynchronously in the block
+            were not stored (the run is then marked FAILED).
     """
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    name = experiment or setting("MLFLOW_EXPERIMENT_NAME", "Default")
+    name = experiment or setting("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
     try:
         mlflow.set_experiment(name)
     except MlflowException as error:
@@ -159,13 +133,27 @@ def start_run(
     # jobs started together would all try to create
     os.environ["MLFLOW_EXPERIMENT_NAME"] = name
     run = mlflow.start_run(run_name=run_name, nested=nested, tags={"mlflow.user": run_user()})
+    failed = _FailedBatches()
+    ASYNC_LOG.addHandler(failed)
     try:
         yield run
+        # Wait for the values queued by asynchronous logging; a failed batch is only logged
+        mlflow.flush_async_logging()
     except BaseException:
         # Mark the run failed if the server still answers; the error itself is what matters
         with contextlib.suppress(Exception):
             mlflow.end_run(status="FAILED")
         raise
+    finally:
+        ASYNC_LOG.removeHandler(failed)
+    if failed.messages:
+        with contextlib.suppress(Exception):
+            mlflow.end_run(status="FAILED")
+        # MLflow's own words, so that a job says "stopped answering" for a server that went away
+        raise MlflowException(
+            f"{len(failed.messages)} batch(es) of the run's logged values were not stored: "
+            f"{failed.messages[0].splitlines()[0]}"
+        )
     mlflow.end_run()
 
 
@@ -301,7 +289,7 @@ def store_unavailable(error: BaseException) -> bool:
 def failure(doing: str) -> Iterator[None]:
     """Turn an MLflow or file error inside the block into a one-line :class:`JobError`,
     ``"<doing>: <what MLflow said>"``; a full disk or a server that went away passes through
-    (:func:`run_job` says those), and so does a lost backend store."""
+    (:func:`mlstack.jobs.run_job` says those), and so does a lost backend store."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -310,63 +298,3 @@ def failure(doing: str) -> Iterator[None]:
         if disk_full(error) or server_gone(error) or store_unavailable(error):
             raise
         raise JobError(f"{doing}: {error_message(error)}") from None
-
-
-def run_job(name: str, job: Callable[[Any], int | None]) -> int:
-    """Run an entry point's work with the project's logging, after checking the tracking
-    server, and turn every failure the user can act on into one ``error: ...`` line.
-
-    Args:
-        name: the job's name (``train`` for train.py): its logger, and what to run again.
-        job: called with the job's ``logging.Logger``; returns an exit status (``None``: 0).
-
-    Returns:
-        The exit status: the job's, or 1 after one ``error:`` line on stderr (also in
-        ``logs/jobs.log``) when a setting, the data, the tracking server or the disk fails.
-    """
-    # MLflow sets its loggers' levels when first imported: import it before the project's
-    # logging configuration, which quiets them to WARNING
-    import mlflow  # noqa: F401
-    from logging_config import setup_logging
-
-    try:
-        log = setup_logging(name)
-    except (ValueError, OSError) as error:
-        print(f"error: cannot set up logging: {error}", file=sys.stderr)
-        return 1
-    from mlflow.exceptions import MlflowException
-
-    from .data import DataError
-
-    tracking_uri = setting("MLFLOW_TRACKING_URI", "")
-    try:
-        check_tracking_server(tracking_uri)
-        return job(log) or 0
-    except (JobError, DataError) as error:
-        log.error("error: %s", error)
-    except Exception as error:
-        if full := disk_full(error):
-            where = full.filename or f"the temporary folder {tempfile.gettempdir()}"
-            log.error("error: no space left on the device of %s; free some space, retry", where)
-        elif store_unavailable(error):
-            log.error(
-                "error: the MLflow tracking server at %s lost its backend store (HTTP 503: the "
-                "database is down or restarting), so the job did not finish; check 'make ps' "
-                "and 'make logs', then run %s.py again",
-                tracking_uri,
-                name,
-            )
-        elif server_gone(error):
-            log.error(
-                "error: the MLflow tracking server at %s stopped answering, so the job did not "
-                "finish; check 'make ps' and 'make logs', then run %s.py again",
-                tracking_uri,
-                name,
-            )
-        elif isinstance(error, MlflowException):
-            log.error(
-                "error: logging to MLflow at %s failed: %s", tracking_uri, error_message(error)
-            )
-        else:
-            raise
-    return 1

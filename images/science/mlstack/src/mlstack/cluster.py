@@ -2,7 +2,7 @@
 and running scikit-learn's parallel work (a search's fits, through joblib) on its workers, or
 locally when there is no cluster.
 
-Settings (read by :func:`.tracking.load_settings`):
+Settings (read by :func:`mlstack.load_settings`):
 
 - ``DASK_SCHEDULER_ADDRESS`` (env/stack.env: ``tcp://dask-scheduler:8786``, the scheduler
   service as the containers reach it; empty: never use a cluster).
@@ -25,7 +25,7 @@ import warnings
 from typing import Any, Iterator
 from urllib.parse import urlparse
 
-from .tracking import JobError, load_settings, setting
+from .settings import JobError, load_settings, setting
 
 # Seconds to wait for the scheduler to answer, and for its first worker
 CONNECT_TIMEOUT = 10.0
@@ -144,6 +144,22 @@ def connect(timeout: float = CONNECT_TIMEOUT) -> Any | None:
             f"({differing}); rebuild and restart it with 'make up WORKERS=N'"
         )
     return client
+
+
+@contextlib.contextmanager
+def connected(timeout: float = CONNECT_TIMEOUT) -> Iterator[Any | None]:
+    """:func:`connect` for a block: yields the client (or ``None``: no cluster, fit locally)
+    and closes it at the block's end.
+
+    Raises:
+        ClusterError: as :func:`connect`.
+    """
+    client = connect(timeout)
+    try:
+        yield client
+    finally:
+        if client is not None:
+            client.close()
 
 
 def describe(client: Any | None) -> str:

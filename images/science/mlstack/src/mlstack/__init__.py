@@ -1,0 +1,44 @@
+"""mlstack: the stack's plumbing for a project's jobs and notebooks, so that they read as ML.
+
+Installed in the stack's images (jobs, notebooks, Dask workers); a stack upgrade rebuilds it,
+while the project's own package (``src/``) keeps only its data, features and model.
+
+- :func:`job` turns a function with click options into a job's command line.
+- :func:`start_run`, :func:`log_dataset`, :func:`log_sklearn_model`, :func:`log_candidates`,
+  :func:`open_line`: MLflow runs as the stack's jobs log them (:mod:`mlstack.tracking`).
+- :mod:`mlstack.cluster`: the Dask cluster of `make up WORKERS=N`.
+- :func:`setting`, :func:`number_setting`, :class:`JobError`: settings and one-line errors.
+"""
+
+from importlib.metadata import version
+
+from .jobs import CommaList, experiment_option, job, logger, run_name_option
+from .settings import JobError, load_settings, number_setting, setting
+from .tracking import (
+    failure,
+    log_candidates,
+    log_dataset,
+    log_sklearn_model,
+    open_line,
+    start_run,
+)
+
+__version__ = version("mlstack")
+
+__all__ = [
+    "CommaList",
+    "JobError",
+    "experiment_option",
+    "failure",
+    "job",
+    "load_settings",
+    "log_candidates",
+    "log_dataset",
+    "log_sklearn_model",
+    "logger",
+    "number_setting",
+    "open_line",
+    "run_name_option",
+    "setting",
+    "start_run",
+]

@@ -1,0 +1,82 @@
+"""The project's settings, as jobs and notebooks read them.
+
+Settings come from the environment (compose passes env/stack.env and env/project.env to the
+containers), else from those files of the project folder, then from ``.mlstack/urls.env``, which
+`make up` writes with the host's URLs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# MLflow's own experiment, where runs go when MLFLOW_EXPERIMENT_NAME is unset
+DEFAULT_EXPERIMENT = "Default"
+
+
+class JobError(RuntimeError):
+    """A failure the user can act on, said in one line (a job prints ``error: ...``). A
+    project's own errors of that kind (bad data, say) subclass it."""
+
+
+def project_dir() -> Path:
+    """The project folder: ``MLSTACK_PROJECT_DIR`` when set, else the nearest folder at or above
+    the working directory that holds ``compose.yaml`` and ``env/`` (jobs start in ``/project``,
+    notebooks in a folder of it), else the working directory."""
+    if configured := os.environ.get("MLSTACK_PROJECT_DIR"):
+        return Path(configured)
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / "compose.yaml").is_file() and (folder / "env").is_dir():
+            return folder
+    return here
+
+
+def settings_files() -> tuple[Path, ...]:
+    """The files :func:`load_settings` reads, first wins: the stack's settings, the project's,
+    then the URLs `make up` found on the host."""
+    top = project_dir()
+    return (top / "env" / "stack.env", top / "env" / "project.env", top / ".mlstack" / "urls.env")
+
+
+def load_settings() -> None:
+    """Put the settings files' values into ``os.environ``; a variable already set (by compose,
+    or by the user) wins."""
+    from dotenv import load_dotenv
+
+    for settings in settings_files():
+        if os.access(settings, os.R_OK):
+            load_dotenv(settings, override=False)
+
+
+def setting(name: str, default: str | None = None) -> str | None:
+    """One setting from the environment (see :func:`load_settings`), or ``default`` when unset
+    or empty."""
+    return os.environ.get(name) or default
+
+
+def number_setting(name: str, default: float) -> float:
+    """A setting that must be a number, or ``default`` when unset.
+
+    Raises:
+        JobError: when the value is not a number.
+    """
+    text = setting(name, str(default))
+    try:
+        return float(text)
+    except ValueError:
+        raise JobError(f"{name}={text} is not a number; fix it in env/project.env") from None
+
+
+def flag_setting(name: str, default: bool) -> bool:
+    """A true/false setting (``true``/``false``, ``1``/``0``, ``yes``/``no``), or ``default``.
+
+    Raises:
+        JobError: when the value is none of those.
+    """
+    text = (setting(name) or str(default)).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise JobError(f"{name}={text} is not true or false; fix it in env/stack.env")
