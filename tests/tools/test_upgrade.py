@@ -1,13 +1,15 @@
 """Taking a newer stack version: a project made with `make init`, with its own edits to every
 project-owned file (project-files.txt), merges a later stack commit that changes the images,
-compose.yaml, the scripts and the Makefile, as the manual says (remote, fetch, check, merge):
-no conflict, every edit intact, and the stack still comes up and trains. The check names a
-stack version that would touch a project file."""
+the stack's package (mlstack), compose.yaml, the scripts and the Makefile, as the manual says
+(remote, fetch, check, merge): no conflict, every edit intact, the stack still comes up and
+trains, and its jobs and notebooks import the new mlstack. The check names a stack version that
+would touch a project file."""
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
 import shutil
 
 import pytest
@@ -18,6 +20,8 @@ pytestmark = pytest.mark.tools
 
 # The later stack version's changes: one per kind of stack file
 STACK_CHANGES = ("images/project/Dockerfile", "compose.yaml", "scripts/up.sh", "Makefile")
+# The stack's package, as the images install it
+MLSTACK_INIT = "images/science/mlstack/src/mlstack/__init__.py"
 IDENTITY = {
     "GIT_AUTHOR_NAME": "test",
     "GIT_AUTHOR_EMAIL": "test@example.com",
@@ -45,8 +49,20 @@ def edit(path, mark: str) -> None:
         path.write_text(path.read_text() + f"# {mark}\n")
 
 
+@pytest.fixture
+def upgrade_prefix(docker_client):
+    """An image prefix for a newer stack version's images, whose images are removed after the
+    test, children first (newest first), once the project (set up after this) is gone."""
+    prefix = f"mlstack-upgrade-{secrets.token_hex(4)}"
+    yield prefix
+    images = sorted(docker_client.images.list(), key=lambda i: i.attrs["Created"], reverse=True)
+    for image in images:
+        if any(tag.startswith(f"{prefix}/") for tag in image.tags):
+            docker_client.images.remove(image.id, force=True)
+
+
 def test_a_project_takes_a_newer_stack_version_without_conflicts(
-    new_project, built_images, tmp_path
+    upgrade_prefix, new_project, built_images, tmp_path
 ):
     name = unique_name("upgrade")
     project = new_project("upgraded", None, {"COMPOSE_PROJECT_NAME": None})
@@ -84,11 +100,21 @@ def test_a_project_takes_a_newer_stack_version_without_conflicts(
     git(project, "commit", "--quiet", "--all", "-m", "the project's own work")
     edited = {relative: (project.directory / relative).read_bytes() for relative in files}
 
-    # A later stack version: images, compose.yaml, scripts and the Makefile change upstream
+    # A later stack version: images, compose.yaml, scripts and the Makefile change upstream, and
+    # so does the stack's package. Its images get a prefix of their own, so that the session's
+    # shared images stay as they are
     for relative in STACK_CHANGES:
         (upstream / relative).write_text(
             (upstream / relative).read_text() + "# a newer stack version\n"
         )
+    mark = f"upgraded-{secrets.token_hex(4)}"
+    package = upstream / MLSTACK_INIT
+    package.write_text(package.read_text() + f"\nUPGRADE_MARK = {mark!r}\n")
+    images_env = upstream / "env/images.env"
+    images_env.write_text(
+        re.sub(r"^MLSTACK_IMAGE_PREFIX=.*$", f"MLSTACK_IMAGE_PREFIX={upgrade_prefix}",
+               images_env.read_text(), flags=re.M)
+    )  # fmt: skip
     git(project, "commit", "--quiet", "--all", "-m", "stack 0.2", cwd=upstream)
     git(project, "tag", "v0.2.0", cwd=upstream)
 
@@ -109,6 +135,12 @@ def test_a_project_takes_a_newer_stack_version_without_conflicts(
     trained = project.compose("run", "--rm", "bash", "python", "train.py", "--n-estimators", "5")
     assert trained.returncode == 0, trained.stdout + trained.stderr
     assert "logged to experiment 'upgraded'" in trained.stdout
+    # Jobs and the notebooks' kernels (the jupyter container's Python) import the new package
+    probe = ["python", "-c", "import mlstack; print(mlstack.UPGRADE_MARK)"]
+    job = project.compose("run", "--rm", "--no-deps", "bash", *probe)
+    assert job.stdout.strip().splitlines()[-1:] == [mark], job.stdout + job.stderr
+    kernel = project.compose("exec", "-T", "jupyter", *probe)
+    assert kernel.stdout.strip() == mark, kernel.stdout + kernel.stderr
 
 
 def test_the_upgrade_check_names_a_stack_version_that_changes_a_project_file(tmp_path, new_project):
