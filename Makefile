@@ -35,7 +35,7 @@ GPU ?=
 TEAM ?=
 export GPU TEAM
 
-.PHONY: FORCE help preflight preflight-env up down build ps logs urls shell train serve backup restore destroy migrate-store test lint format clean lock bench docs test-quick init config hooks check gc upgrade-check push swarm-up swarm-down
+.PHONY: FORCE help preflight preflight-env up down build ps logs urls shell train serve backup restore destroy migrate-store test lint format clean lock bench docs test-quick init config hooks check smoke gc upgrade-check push swarm-up swarm-down
 
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -109,6 +109,9 @@ destroy: preflight-env ## Delete the MLflow data volume, after a backup (asks, o
 
 check: preflight-env build ## The project's own checks in the runner: black --check and project_tests/ (seconds)
 	@scripts/check.sh
+
+smoke: preflight-env build ## The stack's smoke test: make up, one job of the stack's own, make down if it was down (a project's CI)
+	@scripts/smoke.sh
 
 test: $(VENV)/.installed ## Run the tests: static checks, each image, the stack end to end, the tools
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)

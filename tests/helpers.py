@@ -68,9 +68,23 @@ GIT_TRUSTS_ANY_OWNER = {
 }
 
 
+# The project the stack's tests run on: the project's own files (project-files.txt) as the
+# tests need them, so that a user's train.py, package or notebooks never decide a stack test
+FIXTURE = REPO_ROOT / "tests" / "fixture"
+
+
+def project_files() -> list[str]:
+    """The project-owned paths that project-files.txt lists, relative to the repo (a folder
+    without its trailing slash)."""
+    lines = (REPO_ROOT / "project-files.txt").read_text().splitlines()
+    return [line.strip().rstrip("/") for line in lines if line.strip() and line[0] != "#"]
+
+
 def copy_project(destination: Path) -> Path:
     """Make ``destination`` a clone of the repo with the working tree's changes on top: the
-    files a fresh clone has, plus uncommitted edits and untracked files that are not ignored.
+    files a fresh clone has, plus uncommitted edits and untracked files that are not ignored;
+    then the project's own files (:func:`project_files`) replaced by the fixture project's
+    (tests/fixture), the project the stack's tests know.
 
     It is a git clone, with the repo's own remote, so that the image labels scripts/build.sh
     takes from git (revision, date, source) come out as in the repo: a build in the copy then
@@ -95,6 +109,16 @@ def copy_project(destination: Path) -> Path:
             shutil.copy2(source, target)
     for relative in filter(None, deleted.stdout.split("\0")):
         (destination / relative).unlink(missing_ok=True)
+    for relative in project_files():
+        target, source = destination / relative, FIXTURE / relative
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.is_file():
+            shutil.copy2(source, target)
     return destination
 
 

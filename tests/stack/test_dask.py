@@ -146,7 +146,7 @@ def test_a_client_in_the_runner_sees_the_workers_and_links_the_hosts_dashboard(s
         "from dask.distributed import Client; client = Client(); "
         "client.wait_for_workers(2, timeout=60); "
         "print(len(client.scheduler_info(n_workers=-1)['workers']), client.dashboard_link); "
-        "print(client.submit(lambda: __import__('mlstack_demo.data').data.TARGET).result())",
+        "print(client.submit(lambda: __import__('fixture_project.data').data.TARGET).result())",
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["2", cluster, "target"]

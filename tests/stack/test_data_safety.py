@@ -23,7 +23,7 @@ def search_runs(stack, filter_string: str = "") -> list[dict]:
     base = stack.urls["mlflow"]
     experiment = requests.get(
         f"{base}/api/2.0/mlflow/experiments/get-by-name",
-        params={"experiment_name": "mlstack-demo"},
+        params={"experiment_name": "fixture-project"},
         timeout=30,
     ).json()["experiment"]
     response = requests.post(

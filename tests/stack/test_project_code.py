@@ -175,7 +175,7 @@ def test_the_notebook_loads_the_data_with_the_projects_package(stack):
     assert result.returncode == 0, result.stderr[-3000:]
     cells = json.loads(result.stdout)["cells"]
     loading = next(c for c in cells if "load_data()" in "".join(c["source"]))
-    assert "from mlstack_demo.data import load_data" in "".join(loading["source"])
+    assert "from fixture_project.data import load_data" in "".join(loading["source"])
     printed = "".join(
         "".join(output.get("text", "")) for output in loading["outputs"] if output.get("name")
     )

@@ -159,7 +159,7 @@ def test_jupyter_refuses_requests_without_the_token(stack, path):
 
 def test_notebook_executed_in_jupyter_logs_a_run(stack, tracking):
     def notebook_runs() -> list:
-        experiment = tracking.get_experiment_by_name("mlstack-demo")
+        experiment = tracking.get_experiment_by_name("fixture-project")
         if experiment is None:
             return []
         return tracking.search_runs(

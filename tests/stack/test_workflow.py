@@ -12,7 +12,7 @@ import pytest
 import requests
 from sklearn.datasets import load_wine
 
-from tests.helpers import REPO_ROOT
+from tests.helpers import FIXTURE
 
 pytestmark = pytest.mark.stack
 
@@ -106,7 +106,7 @@ def test_jupyterlab_ships_widgets_git_and_a_black_formatter(stack):
     assert git.status_code == 200, git.text
 
 
-@pytest.mark.parametrize("notebook", sorted(REPO_ROOT.glob("notebooks/*.ipynb")), ids=str)
+@pytest.mark.parametrize("notebook", sorted(FIXTURE.glob("notebooks/*.ipynb")), ids=str)
 def test_committed_notebooks_carry_no_outputs(notebook):
     cells = json.loads(notebook.read_text())["cells"]
     code = [cell for cell in cells if cell["cell_type"] == "code"]
@@ -161,3 +161,20 @@ def test_jupyter_and_runner_get_a_large_shm_and_jupyterlab_shows_the_memory_limi
     finally:
         env_file.write_text(before)
         stack.up()
+
+
+def test_make_smoke_logs_a_run_of_the_stacks_own_and_leaves_a_running_stack_up(stack):
+    # A project's CI runs it on a stack that is down (it then takes it down again); here the
+    # session's stack runs, and stays up
+    result = stack.make("smoke")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    smoked = re.search(
+        r"^smoke: run ([0-9a-f]{32}) logged and read back whole", result.stdout, re.M
+    )
+    assert smoked and result.stdout.rstrip().endswith("smoke: passed"), result.stdout
+    run = requests.get(
+        f"{stack.urls['mlflow']}/api/2.0/mlflow/runs/get", params={"run_id": smoked[1]}, timeout=30
+    )
+    assert run.status_code == 200 and run.json()["run"]["info"]["status"] == "FINISHED", run.text
+    running = stack.compose("ps", "--quiet", "--status", "running", "mlflow")
+    assert running.stdout.strip(), "make smoke took down a stack it had not started"
