@@ -9,10 +9,10 @@ import pytest
 import skops.io
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from mlstack.tracking import error_message
 
 from mlstack_demo.data import load_data, split
 from mlstack_demo.model import PREDICTION, add_predictions, build_model, grow
-from mlstack_demo.tracking import error_message
 
 
 @pytest.fixture(scope="module")
