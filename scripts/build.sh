@@ -24,12 +24,10 @@ for link in "${chain[@]}"; do
   parent_of["${link%%=*}"]="${link#*=}"
 done
 
-setting() { [ -f .env ] && sed -n "s/^$1=//p" .env | tail -n 1; }
-
 wanted=("$@")
 if [ "${#wanted[@]}" -eq 0 ]; then
   wanted=(base science mlflow jupyter bash project)
-  compose_files="${COMPOSE_FILE:-$(setting COMPOSE_FILE || true)}"
+  compose_files="${COMPOSE_FILE:-$(env_setting COMPOSE_FILE)}"
   [[ ":$compose_files:" != *":compose.team.yaml:"* ]] || wanted+=(postgres s3)
 fi
 declare -A build
@@ -49,7 +47,7 @@ for name in "${wanted[@]}"; do
   mark "$name"
 done
 
-project="${COMPOSE_PROJECT_NAME:-$(setting COMPOSE_PROJECT_NAME || true)}"
+project="${COMPOSE_PROJECT_NAME:-$(env_setting COMPOSE_PROJECT_NAME)}"
 if [ -n "${build[project]:-}" ] && [ -z "$project" ]; then
   echo "error: no compose project name for the project's images; run 'make build' (it writes .env)" >&2
   exit 2
@@ -69,7 +67,7 @@ fi
 # them) are copied into the build context, where base's Dockerfile adds them to the trust store.
 # Unset, the certificates the existing base image has are kept, so that a shell without the
 # setting never rebuilds a working base without them.
-[ -n "${EXTRA_CA_CERTS:-}" ] || EXTRA_CA_CERTS="$(setting EXTRA_CA_CERTS || true)"
+[ -n "${EXTRA_CA_CERTS:-}" ] || EXTRA_CA_CERTS="$(env_setting EXTRA_CA_CERTS)"
 ca_dir=.build/ca-certificates
 rm -rf "$ca_dir"
 mkdir -p "$ca_dir" .build/logs

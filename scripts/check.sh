@@ -4,6 +4,8 @@
 # project's tests (project_tests/). Exits non-zero when either fails. Usage: scripts/check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=SCRIPTDIR/settings.sh
+. scripts/settings.sh
 
 # Black formats Python: the project's folders and .py files (not requirements.txt, data files)
 paths=()
@@ -11,7 +13,7 @@ while IFS= read -r path; do
   if [ -d "$path" ] || [[ "$path" == *.py && -f "$path" ]]; then
     paths+=("$path")
   fi
-done < <(sed -e '/^#/d' -e '/^$/d' -e 's|/$||' project-files.txt)
+done < <(project_files)
 
 # --no-deps: the checks need no tracking server
 docker compose run --rm --no-deps bash bash -c \

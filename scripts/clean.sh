@@ -6,12 +6,14 @@
 # images it removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=SCRIPTDIR/settings.sh
+. scripts/settings.sh
 
 docker compose --profile '*' down --remove-orphans
-project="$(sed -n 's/^COMPOSE_PROJECT_NAME=//p' .env | tail -n 1)"
+project="$(env_setting COMPOSE_PROJECT_NAME)"
 # The Dask workers' scratch volume (what they spilled); never the MLflow data
 docker volume rm "${project}_dask-spill" >/dev/null 2>&1 || true
-version="$(sed -n 's/^MLSTACK_VERSION=//p' .env | tail -n 1)"
+version="$(env_setting MLSTACK_VERSION)"
 current=()
 for service in jupyter bash; do
   id="$(docker image inspect --format '{{.Id}}' "$project-$service:$version" 2>/dev/null || true)"

@@ -9,6 +9,8 @@
 # environment override the defaults of a missing value.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=SCRIPTDIR/settings.sh
+. scripts/settings.sh
 
 if [ ! -f .env ]; then
   (
@@ -40,7 +42,7 @@ if ! grep -q "^MLSTACK_UID=." .env; then
   uid="${MLSTACK_UID:-$(id -u)}"
   set_value MLSTACK_UID "$uid"
   set_value MLSTACK_GID "${MLSTACK_GID:-$(id -g)}"
-  echo "env: project $(sed -n 's/^COMPOSE_PROJECT_NAME=//p' .env), containers run as $uid:${MLSTACK_GID:-$(id -g)}" >&2
+  echo "env: project $(env_setting COMPOSE_PROJECT_NAME), containers run as $uid:${MLSTACK_GID:-$(id -g)}" >&2
   if [ "$uid" -eq 0 ]; then
     echo "warning: .env makes the containers run as root (UID 0) because make ran as root; set MLSTACK_UID/MLSTACK_GID in .env to a regular user's IDs (see docs/operations.md)" >&2
   fi
@@ -69,7 +71,7 @@ mode_file() { # mode_file FLAG FILE CURRENT: CURRENT's file list with FILE added
       ;;
   esac
 }
-current="$(sed -n 's/^COMPOSE_FILE=//p' .env | tail -n 1)"
+current="$(env_setting COMPOSE_FILE)"
 files="$(mode_file "${GPU:-}" compose.gpu.yaml "${current:-compose.yaml}")"
 files="$(mode_file "${TEAM:-}" compose.team.yaml "$files")"
 # The team override last, so it wins over the GPU one where both set a value

@@ -31,7 +31,7 @@ fi
 
 # A stack still running under the old name would be orphaned by the rename
 if [ -f .env ] && command -v docker >/dev/null && docker info >/dev/null 2>&1; then
-  old="$(sed -n 's/^COMPOSE_PROJECT_NAME=//p' .env | tail -n 1)"
+  old="$(env_setting COMPOSE_PROJECT_NAME)"
   if [ -n "$old" ] && [ "$old" != "$name" ] &&
     [ -n "$(docker compose --profile '*' ps --all --quiet 2>/dev/null)" ]; then
     echo "error: the stack of project '$old' still has containers; run 'make down' first, then 'make init NAME=$name'" >&2
@@ -52,7 +52,7 @@ old="${packages[0]:-}"
 old="${old#src/}"
 if [ -n "$old" ] && [ "$old" != "$package" ]; then
   mv "src/$old" "src/$package"
-  mapfile -t owned < <(sed -e '/^#/d' -e '/^$/d' -e 's|/$||' project-files.txt)
+  mapfile -t owned < <(project_files)
   for path in "${owned[@]}"; do
     [ -e "$path" ] || continue
     {

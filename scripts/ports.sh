@@ -9,6 +9,8 @@
 # (scripts/up.sh, and every restart of the tracking server, before the services start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=SCRIPTDIR/settings.sh
+. scripts/settings.sh
 
 # setting|service|container port|what users call it
 published=(
@@ -17,7 +19,6 @@ published=(
   "MLSTACK_DASK_DASHBOARD_PORT|dask-scheduler|8787|the Dask dashboard"
 )
 
-setting() { sed -n "s/^$1=//p" .env | tail -n 1; }
 # free PORT: whether 127.0.0.1:PORT can be bound now; free 0 prints a port the kernel picks
 free() {
   python3 -c '
@@ -40,7 +41,7 @@ for entry in "${published[@]}"; do
   IFS='|' read -r key service container_port what <<<"$entry"
   # Set in the environment (even empty: Docker picks), it wins over .env for compose too
   [ -z "${!key+set}" ] || continue
-  port="$(setting "$key")"
+  port="$(env_setting "$key")"
   if [ -z "$port" ]; then
     remember "$key" "$(free 0)"
     continue

@@ -26,7 +26,7 @@ if ! timeout 5 bash -c ': >"/dev/tcp/$1/$2"' _ "$host" "$port" 2>/dev/null; then
   exit 1
 fi
 
-project="$(sed -n 's/^COMPOSE_PROJECT_NAME=//p' .env | tail -n 1)"
+project="$(env_setting COMPOSE_PROJECT_NAME)"
 images=(
   "$project-jupyter:$MLSTACK_VERSION"
   "$project-bash:$MLSTACK_VERSION"

@@ -7,6 +7,8 @@
 # destroy first back up what is there; destroy asks for confirmation unless CONFIRM=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=SCRIPTDIR/settings.sh
+. scripts/settings.sh
 
 store=/usr/local/lib/mlstack/store.py
 # The team store's helper, mounted from here rather than baked into the shared mlflow image
@@ -17,14 +19,13 @@ fail() {
   echo "error: $*" >&2
   exit 1
 }
-setting() { sed -n "s/^$1=//p" .env | tail -n 1; }
 project_name() {
   docker compose config --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)["name"])'
 }
 # Team mode: compose.team.yaml is among the compose files (TEAM=1, or COMPOSE_FILE in .env)
 # (grep reads all of it: with -q it could exit first and fail the pipeline with SIGPIPE)
 is_team() { docker compose config --services | grep -x postgres >/dev/null; }
-user="$(setting MLSTACK_UID):$(setting MLSTACK_GID)"
+user="$(env_setting MLSTACK_UID):$(env_setting MLSTACK_GID)"
 
 backups_folder() {
   mkdir -p backups

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=SCRIPTDIR/settings.sh
 . scripts/settings.sh
 
-project="$(sed -n 's/^COMPOSE_PROJECT_NAME=//p' .env | tail -n 1)"
+project="$(env_setting COMPOSE_PROJECT_NAME)"
 stack="$project-swarm"
 gateway="$stack-gateway"
 # The stack file (with .env's secrets: mode 600) and Dask's settings for the services
@@ -111,7 +111,7 @@ up() {
     sleep 2
   done
   local token
-  token="$(sed -n 's/^JUPYTER_TOKEN=//p' .env)"
+  token="$(env_setting JUPYTER_TOKEN)"
   echo "MLflow:  $(url_of 5000)"
   echo "Jupyter: $(url_of 8888)/lab?token=$token"
   echo "Dask:    $(url_of 8787)/status ($workers workers; Client() connects in Jupyter)"

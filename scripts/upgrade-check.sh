@@ -5,6 +5,8 @@
 # Usage: scripts/upgrade-check.sh REF (the stack version: a tag or branch, e.g. mlstack/main)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=SCRIPTDIR/settings.sh
+. scripts/settings.sh
 
 fail() {
   echo "error: $*" >&2
@@ -18,7 +20,7 @@ git rev-parse --verify --quiet "$ref^{commit}" >/dev/null ||
 base="$(git merge-base HEAD "$ref")" ||
   fail "'$ref' shares no history with this project; take stack versions from the repository it was made from"
 
-mapfile -t owned < <(sed -e '/^#/d' -e '/^$/d' -e 's|/$||' project-files.txt)
+mapfile -t owned < <(project_files)
 mapfile -t changed < <(git diff --name-only "$base" "$ref")
 touched=()
 for file in "${changed[@]}"; do

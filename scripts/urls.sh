@@ -6,6 +6,8 @@
 # the link a client shows is then the host's URL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=SCRIPTDIR/settings.sh
+. scripts/settings.sh
 
 url_of() { # url_of SERVICE CONTAINER_PORT
   local address
@@ -18,7 +20,7 @@ mlflow_url="$(url_of mlflow 5000)" || {
   echo "error: the mlflow service is not running; start the stack with 'make up'" >&2
   exit 1
 }
-token="$(sed -n 's/^JUPYTER_TOKEN=//p' .env)"
+token="$(env_setting JUPYTER_TOKEN)"
 jupyter_url=""
 if base="$(url_of jupyter 8888)"; then
   jupyter_url="$base/lab?token=$token"

@@ -46,8 +46,7 @@ trap 'kill -TERM "$server" 2>/dev/null' TERM INT
 
 # The bucket, through SeaweedFS's own admin shell (on loopback), once the gateway answers
 for _ in $(seq 180); do
-  python -c 'import urllib.request as u; u.urlopen("http://127.0.0.1:8333/healthz", timeout=2)' \
-    2>/dev/null && break
+  healthcheck http://127.0.0.1:8333/healthz 2>/dev/null && break
   kill -0 "$server" 2>/dev/null || break
   sleep 1
 done

@@ -156,3 +156,17 @@ def test_the_venv_is_group_writable_but_debians_python_is_not(docker_client, bui
     assert venv.startswith("users drwxrws"), venv
     group, mode = interpreter.split()
     assert group == "root" and mode[5] == "-", interpreter
+
+
+def test_the_healthcheck_probe_tells_a_server_that_answers_from_one_that_does_not(
+    docker_client, built_images
+):
+    # The probe of every image and compose service, against a server in the same container
+    script = (
+        "python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 & "
+        "for i in $(seq 50); do healthcheck http://127.0.0.1:8000/ 2>/dev/null && break; "
+        "sleep 0.2; done; healthcheck http://127.0.0.1:8000/ && echo answers; "
+        "healthcheck http://127.0.0.1:8001/ 1 || echo silent"
+    )
+    output = output_of(docker_client, built_images["base"], ["bash", "-c", script])
+    assert output.splitlines() == ["answers", "silent"], output
