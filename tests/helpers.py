@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -265,3 +266,40 @@ def wait_until_healthy(project: str, services: set[str], timeout: float = 180) -
             return
         time.sleep(1)
     raise AssertionError(f"not back and healthy by itself within {timeout} s: {states}")
+
+
+# The manual's pages whose console commands tests run as written (each names its test); every
+# other console block of README.md and docs/ is marked as an example (EXAMPLE_MARK on the line
+# before it, invisible on the rendered page), and tests/static checks that
+PAGES_RUN_BY_TESTS = {
+    "README.md": "tests/stack/test_stack.py",
+    "docs/quick-start.md": "tests/stack/test_stack.py",
+    "docs/team.md": "tests/team/test_team_page.py",
+}
+EXAMPLE_MARK = "<!-- example: not run by the tests -->"
+
+
+def console_blocks(page: Path) -> list[tuple[bool, list[str]]]:
+    """The ``console`` blocks of a page of the manual, in order: whether the block is marked as
+    an example (:data:`EXAMPLE_MARK` on the line before it), and its commands (the text after
+    ``$ ``, continuation lines with a trailing backslash joined, comments kept)."""
+    blocks = []
+    for mark, block in re.findall(
+        r"(?m)^([^\n]*)\n[ \t]*```console\n(.*?)```", page.read_text(), re.DOTALL
+    ):
+        lines, commands, index = [line.strip() for line in block.splitlines()], [], 0
+        while index < len(lines):
+            if lines[index].startswith("$ "):
+                command = lines[index][2:]
+                while command.endswith("\\") and index + 1 < len(lines):
+                    index += 1
+                    command = command[:-1] + " " + lines[index].strip()
+                commands.append(command)
+            index += 1
+        blocks.append((mark.strip() == EXAMPLE_MARK, commands))
+    return blocks
+
+
+def console_commands(page: Path) -> list[str]:
+    """The commands of a page's ``console`` blocks that are not marked as examples, in order."""
+    return [c for example, commands in console_blocks(page) if not example for c in commands]

@@ -16,7 +16,7 @@ import requests
 from mlflow.tracking import MlflowClient
 from sklearn.datasets import load_wine
 
-from tests.helpers import run
+from tests.helpers import REPO_ROOT, console_commands, run
 
 pytestmark = pytest.mark.stack
 
@@ -220,3 +220,17 @@ def test_train_starts_the_tracking_server_when_the_stack_is_down(docker_client, 
     assert "open it at the MLflow URL that 'make urls' prints" in result.stdout
     assert set(project_containers(docker_client, stack)) == {"mlflow"}
     stack.up()
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/quick-start.md"])
+def test_the_quick_start_commands_work_as_written(stack, page):
+    # As the page has them, in the stack's copy (a fresh clone with the fixture project); the
+    # stack is up already, so `make up` finds it running
+    commands = console_commands(REPO_ROOT / page)
+    assert commands[0] == "make up" and "train.py" in commands[1], commands
+    for command in commands:
+        result = run(["bash", "-c", command], stack.directory, stack.env, timeout=900)
+        assert (
+            result.returncode == 0
+        ), f"{page}: {command}\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+    assert "logged to experiment" in result.stdout, result.stdout

@@ -1,14 +1,23 @@
 """The stack's tests run on a project of their own (tests/fixture), never on the user's: the
 copy every stack test drives holds the fixture's project files, and no test names the user's
 package. So a project whose train.py, package and notebooks are its own still passes the
-stack's suite."""
+stack's suite. And the manual's console blocks are each run by a test or marked as examples."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from tests.helpers import FIXTURE, REPO_ROOT, copy_project, project_files
+from tests.helpers import (
+    EXAMPLE_MARK,
+    FIXTURE,
+    PAGES_RUN_BY_TESTS,
+    REPO_ROOT,
+    console_blocks,
+    console_commands,
+    copy_project,
+    project_files,
+)
 
 
 def files_under(path: Path) -> dict[str, bytes]:
@@ -47,3 +56,23 @@ def test_no_stack_test_names_the_users_package():
             if re.search(rf"(?:import|from)\s+{package}\b|['\"]{package}[.'\"]", text)
         ]
         assert not named, f"{test.relative_to(REPO_ROOT)} names the project's package {named}"
+
+
+def test_every_console_block_of_the_manual_is_run_by_a_test_or_marked_as_an_example():
+    pages = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    unmarked = []
+    for page in pages:
+        relative = str(page.relative_to(REPO_ROOT))
+        for example, commands in console_blocks(page):
+            if not example and relative not in PAGES_RUN_BY_TESTS:
+                unmarked.append(f"{relative}: {commands[:1]}")
+    assert (
+        not unmarked
+    ), f"console blocks neither run by a test nor marked {EXAMPLE_MARK}: {unmarked}"
+    # The pages said to be run are run by the test named, which reads them
+    for relative, test in PAGES_RUN_BY_TESTS.items():
+        assert console_commands(REPO_ROOT / relative), f"{relative} has no command to run"
+        assert (
+            "PAGES_RUN_BY_TESTS" in (REPO_ROOT / test).read_text()
+            or relative in (REPO_ROOT / test).read_text()
+        ), f"{test} does not run {relative}"

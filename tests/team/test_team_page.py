@@ -19,29 +19,10 @@ import docker
 import pytest
 import requests
 
-from tests.helpers import REPO_ROOT, copy_project, project_resources
+from tests.helpers import REPO_ROOT, console_commands, copy_project, project_resources
 
 USER_UID = 1000
 TEAM_PAGE = REPO_ROOT / "docs" / "team.md"
-
-
-def console_commands(page: Path) -> list[str]:
-    """The commands of the ``console`` blocks of a page of the manual, in order: the text after
-    ``$ `` with its continuation lines (a trailing backslash) joined, comments kept."""
-    body = page.read_text()
-    commands = []
-    for block in re.findall(r"```console\n(.*?)```", body, re.DOTALL):
-        lines = block.splitlines()
-        index = 0
-        while index < len(lines):
-            if lines[index].startswith("$ "):
-                command = lines[index][2:]
-                while command.endswith("\\") and index + 1 < len(lines):
-                    index += 1
-                    command = command[:-1] + " " + lines[index].strip()
-                commands.append(command)
-            index += 1
-    return commands
 
 
 def test_every_console_command_of_the_team_page_works_as_written(built_images):
