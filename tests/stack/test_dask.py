@@ -16,6 +16,8 @@ import requests
 pytestmark = pytest.mark.stack
 
 DASK_SERVICES = ("dask-scheduler", "dask-worker")
+# The wheels the tests install, as the containers see the project copy (mounted at /project)
+WHEELS = "/project/tests/stack/data/wheels"
 # Heavier than sweep.py's default grid (8 candidates x 5 folds, 2.7 times the trees): long
 # enough to kill a worker in the middle of it (the kill comes with the first task running)
 SLOW_GRID = ("--n-estimators", "100,200,300,400", "--max-depth", "4,8")
@@ -215,14 +217,16 @@ def test_the_search_finishes_with_every_child_when_a_worker_is_killed(
 
 
 def test_a_client_with_other_package_versions_is_refused_in_one_line(stack, cluster):
-    # toolz is one of the packages Dask compares between client, scheduler and workers
+    # toolz is one of the packages Dask compares between client, scheduler and workers; its
+    # older release is a wheel shipped with the tests (no download), at /project in the runner
     result = stack.compose(
         "run",
         "--rm",
         "bash",
         "bash",
         "-c",
-        "pip install --quiet --disable-pip-version-check toolz==1.0.0 && python sweep.py",
+        "pip install --quiet --disable-pip-version-check --no-index --no-deps "
+        f"{WHEELS}/toolz-1.0.0-py3-none-any.whl && python sweep.py",
         timeout=900,
     )
     line = one_error_line(result)

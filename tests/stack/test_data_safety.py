@@ -4,10 +4,16 @@ process, a Docker restart, backups, restores, `destroy` and schema upgrades lose
 from __future__ import annotations
 
 import contextlib
+import gzip
+import io
 import json
 import os
+import sqlite3
 import subprocess
+import tarfile
+import tempfile
 import time
+from pathlib import Path
 
 import docker
 import pytest
@@ -382,35 +388,37 @@ def mlflow_on_volume(docker_client, built_images):
     volume.remove(force=True)
 
 
-OLD_MLFLOW = "mlflow-skinny==2.17.2"
-OLD_STORE_SCRIPT = """
-import mlflow
-mlflow.set_tracking_uri("sqlite:////data/mlflow.db")
-mlflow.set_experiment("from-the-past")
-with mlflow.start_run(run_name="old-run") as run:
-    mlflow.log_param("alpha", "0.5")
-    mlflow.log_metric("rmse", 0.25)
-print(run.info.run_id)
-"""
+# A store that an older MLflow (mlflow-skinny 2.17.2, SQLAlchemy < 2.1) wrote: one run,
+# "old-run" in the experiment "from-the-past", with alpha=0.5 and rmse=0.25. Shipped with the
+# tests so that no test downloads an old MLflow
+OLD_STORE = Path(__file__).parent / "data" / "mlflow-2.17.2-store.db.gz"
 
 
 def test_a_store_from_an_older_mlflow_is_backed_up_then_migrated(docker_client, mlflow_on_volume):
     volume, start = mlflow_on_volume
-    # The fixture: an older MLflow release writes a store with a run, from a throwaway venv in
-    # the mlflow image (whose /data gives the new volume its owner)
-    made = docker_client.containers.run(
+    store = gzip.decompress(OLD_STORE.read_bytes())
+    with tempfile.NamedTemporaryFile(suffix=".db") as copy:
+        copy.write(store)
+        copy.flush()
+        with contextlib.closing(sqlite3.connect(copy.name)) as db:
+            run_id = db.execute("SELECT run_uuid FROM runs WHERE name = 'old-run'").fetchone()[0]
+    # Into the new volume as the image's user (whose /data gives the volume its owner)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        entry = tarfile.TarInfo("mlflow.db")
+        entry.size, entry.uid, entry.gid, entry.mode = len(store), 1000, 1000, 0o644
+        tar.addfile(entry, io.BytesIO(store))
+    # Started, so that the new volume first takes the image's /data (its owner) as compose's
+    holder = docker_client.containers.run(
         image_ref("mlflow"),
-        [
-            "sh",
-            "-c",
-            f"uv venv -q /tmp/old && VIRTUAL_ENV=/tmp/old uv pip install -q '{OLD_MLFLOW}' "
-            "'sqlalchemy<2.1' alembic sqlparse && /tmp/old/bin/python -c \"$0\"",
-            OLD_STORE_SCRIPT,
-        ],
+        ["sleep", "300"],
+        detach=True,
         volumes={volume.name: {"bind": "/data", "mode": "rw"}},
-        remove=True,
     )
-    run_id = made.decode().split()[-1]
+    try:
+        assert holder.put_archive("/data", archive.getvalue())
+    finally:
+        holder.remove(force=True)
 
     container = start()
     url = wait_for_health(container)

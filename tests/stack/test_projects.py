@@ -16,8 +16,11 @@ from tests.helpers import IMAGE_NAMES, REPO_ROOT, image_ref, project_image_ref, 
 
 pytestmark = pytest.mark.stack
 
-# Small pure-Python packages from the index that no lock of the stack pins (checked below)
+# Small pure-Python packages that no lock of the stack pins (checked below). The image builds
+# install them from the index; pip and %pip from their wheels shipped with the tests, as the
+# containers see the project copy (at /project), so that those tests download nothing
 EXTRA = {"one": "tabulate", "two": "termcolor"}
+WHEELS = "/project/tests/stack/data/wheels"
 
 
 def add_requirement(project, package: str) -> str:
@@ -112,7 +115,8 @@ def test_pip_install_in_the_runner_works_under_a_uid_other_than_the_images_user(
         "bash",
         "bash",
         "-c",
-        f"id -u && pip install --quiet {EXTRA['two']} && python -c 'import {EXTRA['two']}'",
+        f"id -u && pip install --quiet --no-index --find-links {WHEELS} {EXTRA['two']} "
+        f"&& python -c 'import {EXTRA['two']}'",
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0] == str(uid)
@@ -122,7 +126,7 @@ def test_percent_pip_install_in_a_notebook_kernel_imports_in_the_same_kernel(sta
     package = EXTRA["one"]
     cells = [
         "import os; print('uid', os.getuid())",
-        f"%pip install --quiet {package}",
+        f"%pip install --quiet --no-index --find-links {WHEELS} {package}",
         f"import {package}; print('imported', {package}.__name__)",
     ]
     notebook = {
