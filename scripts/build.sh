@@ -128,7 +128,7 @@ build_image() { # build_image NAME [SERVICE]: one image; SERVICE for the project
     from="$(stack_ref "$service")"
     image="$project-$service:$MLSTACK_VERSION"
     dockerfile=images/project/Dockerfile
-    inputs=(images/project requirements.txt)
+    inputs=(images/project requirements.txt wheels)
     # make clean finds this project's older images by it
     extra=(--label "mlstack.project=$project")
   else

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -16,18 +18,23 @@ from tests.helpers import IMAGE_NAMES, REPO_ROOT, image_ref, project_image_ref, 
 
 pytestmark = pytest.mark.stack
 
-# Small pure-Python packages that no lock of the stack pins (checked below). The image builds
-# install them from the index; pip and %pip from their wheels shipped with the tests, as the
-# containers see the project copy (at /project), so that those tests download nothing
+# Small pure-Python packages that no lock of the stack pins (checked below), installed from their
+# wheels shipped with the tests, so that no test downloads them: the image builds from the
+# project's wheels/, pip and %pip from the project copy as the containers see it (/project)
 EXTRA = {"one": "tabulate", "two": "termcolor"}
 WHEELS = "/project/tests/stack/data/wheels"
+WHEELS_HERE = Path(__file__).parent / "data" / "wheels"
 
 
 def add_requirement(project, package: str) -> str:
-    """Append ``package`` to the project's requirements.txt; returns the file's former text."""
+    """Add ``package`` to the project as a user adds a wheel of their own: the wheel (shipped with
+    the tests) into wheels/, its line in requirements.txt (so the build downloads nothing);
+    returns requirements.txt's former text."""
+    wheel = next(WHEELS_HERE.glob(f"{package}-*.whl"))
+    shutil.copy2(wheel, project.directory / "wheels" / wheel.name)
     path = project.directory / "requirements.txt"
     before = path.read_text()
-    path.write_text(f"{before.rstrip()}\n{package}\n")
+    path.write_text(f"{before.rstrip()}\n{package} @ file:///opt/mlstack/wheels/{wheel.name}\n")
     return before
 
 
