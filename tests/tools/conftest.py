@@ -1,48 +1,29 @@
-"""Fixtures of the tools tests: the Dev Containers CLI installed from npm into the session's
-temporary folder (project copies come from tests/conftest.py's new_project)."""
+"""Fixtures of the tools tests: the Dev Containers CLI that make installs with the test tools
+(project copies come from tests/conftest.py's new_project)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import run
+from tests.helpers import REPO_ROOT
 
-# The Dev Containers CLI the tests run (npm package @devcontainers/cli)
-DEVCONTAINER_CLI_VERSION = "0.89.0"
+# The Dev Containers CLI, which make installs with the test tools (Makefile: DEVCONTAINER_CLI)
+DEVCONTAINER = REPO_ROOT / ".venv" / "node" / "node_modules" / ".bin" / "devcontainer"
 
 
 @pytest.fixture(scope="session")
-def devcontainer_cli(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The ``devcontainer`` command of @devcontainers/cli, installed with npm into a temporary
-    folder (never into the project).
+def devcontainer_cli() -> Path:
+    """The ``devcontainer`` command of @devcontainers/cli, from the test tools' folder.
 
     Raises:
-        pytest.fail.Exception: when Node.js >= 20 or npm is missing.
-        AssertionError: when the install fails.
+        pytest.fail.Exception: when it is not installed (Node.js >= 20 and npm missing when
+            make set up .venv).
     """
-    npm, node = shutil.which("npm"), shutil.which("node")
-    if npm is None or node is None:
-        pytest.fail("the Dev Containers test needs Node.js >= 20 and npm; install them")
-    major = run([node, "--version"]).stdout.strip().lstrip("v").split(".")[0]
-    if not major.isdigit() or int(major) < 20:
-        pytest.fail(f"the Dev Containers CLI needs Node.js >= 20, not {major}; upgrade Node.js")
-    prefix = tmp_path_factory.mktemp("devcontainers-cli")
-    result = run(
-        [
-            npm,
-            "install",
-            "--prefix",
-            str(prefix),
-            "--no-audit",
-            "--no-fund",
-            "--loglevel=error",
-            f"@devcontainers/cli@{DEVCONTAINER_CLI_VERSION}",
-        ],
-        cwd=prefix,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return prefix / "node_modules" / ".bin" / "devcontainer"
+    if not DEVCONTAINER.exists():
+        pytest.fail(
+            "the Dev Containers CLI is not installed: install Node.js >= 20 and npm, then "
+            "rm .venv/.installed and run make test again"
+        )
+    return DEVCONTAINER
