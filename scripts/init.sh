@@ -62,6 +62,35 @@ if [ -n "$old" ] && [ "$old" != "$package" ]; then
   done
   echo "init: package src/$package (was src/$old), its imports renamed; commit the change"
 fi
+# The project's own README in place of the stack's front page (once: a README of the project's
+# is never replaced), kept by the merges of newer stack versions (git's "ours" merge for it, in
+# this clone's git settings; the stack's manual stays in docs/)
+if [ "$(head -n 1 README.md 2>/dev/null)" = "# mlstack" ]; then
+  cat >README.md <<EOT
+# $name
+
+A project on [mlstack](docs/index.md): JupyterLab, a runner for jobs and an MLflow tracking
+server, started with \`make up\`.
+
+## Quick start
+
+\`\`\`console
+\$ make up
+\$ docker compose run --rm bash python train.py
+\`\`\`
+
+- Your code: \`src/$package/\`, the entry points (\`train.py\`, ...), \`notebooks/\`; your tests:
+  \`project_tests/\` (\`make check\`).
+- The stack's manual: [docs/](docs/index.md) (\`make docs\` serves it).
+EOT
+  echo "init: README.md is now the project's own (the stack's manual is in docs/)"
+fi
+if git rev-parse --git-dir >/dev/null 2>&1; then
+  git config merge.ours.driver true
+  attributes="$(git rev-parse --git-path info/attributes)"
+  mkdir -p "$(dirname "$attributes")"
+  grep -qx 'README.md merge=ours' "$attributes" 2>/dev/null || echo 'README.md merge=ours' >>"$attributes"
+fi
 echo "init: next, 'make up'"
 if [ -n "${COMPOSE_PROJECT_NAME:-}" ] && [ "$COMPOSE_PROJECT_NAME" != "$name" ]; then
   echo "warning: COMPOSE_PROJECT_NAME=$COMPOSE_PROJECT_NAME in your environment overrides .env; unset it" >&2

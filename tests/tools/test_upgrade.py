@@ -7,14 +7,17 @@ would touch a project file."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
 import secrets
 import shutil
+import tarfile
 
 import pytest
 
-from tests.helpers import Project, run, unique_name
+from tests.helpers import Project, image_ref, run, unique_name
 
 pytestmark = pytest.mark.tools
 
@@ -50,11 +53,28 @@ def edit(path, mark: str) -> None:
 
 
 @pytest.fixture
-def upgrade_prefix(docker_client):
+def upgrade_prefix(docker_client, tmp_path):
     """An image prefix for a newer stack version's images, whose images are removed after the
-    test, children first (newest first), once the project (set up after this) is gone."""
+    test, children first (newest first), once the project (set up after this) is gone.
+
+    Its base takes the CA certificates of the shared base (EXTRA_CA_CERTS, when the tests run
+    without it), so that its layers come from the build cache: nothing is downloaded."""
     prefix = f"mlstack-upgrade-{secrets.token_hex(4)}"
+    saved = os.environ.get("EXTRA_CA_CERTS")
+    if not saved:
+        certs = tmp_path / "ca-certificates"
+        certs.mkdir()
+        holder = docker_client.containers.create(image_ref("base"), ["true"])
+        try:
+            stream, _ = holder.get_archive("/usr/local/share/ca-certificates/.")
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+                tar.extractall(certs, filter="data")
+        finally:
+            holder.remove(force=True)
+        os.environ["EXTRA_CA_CERTS"] = str(certs)
     yield prefix
+    if not saved:
+        os.environ.pop("EXTRA_CA_CERTS", None)
     images = sorted(docker_client.images.list(), key=lambda i: i.attrs["Created"], reverse=True)
     for image in images:
         if any(tag.startswith(f"{prefix}/") for tag in image.tags):
@@ -73,8 +93,10 @@ def test_a_project_takes_a_newer_stack_version_without_conflicts(
     # the test's user: git refuses to clone a repository another user owns)
     upstream = shutil.copytree(project.directory, tmp_path / "upstream", symlinks=True)
 
-    # The user's project: make init, then an edit to every project-owned file
+    # The user's project: make init (its README becomes the project's), then an edit to every
+    # project-owned file
     assert project.make("init", f"NAME={name}").returncode == 0
+    assert (project.directory / "README.md").read_text().startswith(f"# {name}\n")
     package = name.replace("-", "_")
     assert (project.directory / "src" / package / "data.py").exists()
     env_file = project.directory / "env/project.env"
@@ -107,6 +129,8 @@ def test_a_project_takes_a_newer_stack_version_without_conflicts(
         (upstream / relative).write_text(
             (upstream / relative).read_text() + "# a newer stack version\n"
         )
+    readme = upstream / "README.md"
+    readme.write_text(readme.read_text() + "\nA newer stack version's front page.\n")
     mark = f"upgraded-{secrets.token_hex(4)}"
     package = upstream / MLSTACK_INIT
     package.write_text(package.read_text() + f"\nUPGRADE_MARK = {mark!r}\n")
@@ -130,6 +154,8 @@ def test_a_project_takes_a_newer_stack_version_without_conflicts(
     assert {r: (project.directory / r).read_bytes() for r in files} == edited
     for relative in STACK_CHANGES:
         assert (project.directory / relative).read_text().endswith("# a newer stack version\n")
+    # The project's README stays its own although the stack's front page changed
+    assert (project.directory / "README.md").read_text().startswith(f"# {name}\n")
     up = project.make("up")
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
     trained = project.compose("run", "--rm", "bash", "python", "train.py", "--n-estimators", "5")
