@@ -28,6 +28,7 @@ from bench.measure import (
     repo_commit,
     run_builds,
     run_dask,
+    run_loop,
     run_services,
 )
 from bench.report import document, rows, table_markdown
@@ -45,6 +46,7 @@ PARTS = {
     "services": (1, 2, 3, 6, 7, 9),
     "dask": (11, 12),
     "team": (13,),
+    "loop": (14,),
 }
 FIGURES = sorted(number for numbers in PARTS.values() for number in numbers)
 
@@ -87,6 +89,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="measure only these figures (and those measured with them: "
         + "; ".join(" ".join(map(str, numbers)) for numbers in PARTS.values())
         + "); the images are then built once, without the cold builds",
+    )
+    parser.add_argument(
+        "--loop-values", type=int, default=10_000, help="figure 14: values the loop logs"
     )
     parser.add_argument(
         "--team-reps", type=int, default=3, help="figure 13: probe rounds, stacks alternating"
@@ -183,6 +188,13 @@ def main(argv: list[str]) -> int:
             )
         if "team" in args.parts:
             run_team_figure(workspace, team, args)
+        if "loop" in args.parts:
+            _measure(
+                results,
+                14,
+                f"a training loop logging {args.loop_values:,} values, sync and as jobs log",
+                lambda: run_loop(workspace, results, args.loop_values),
+            )
     except BenchError as error:
         log(f"error: {error}")
         return 1
@@ -205,6 +217,7 @@ def main(argv: list[str]) -> int:
         "dask": f"{args.dask_reps} searches per Dask setting",
         "team": f"{args.team_reps} rounds of {args.team_calls} `log_metric` and "
         f"{args.team_batches} `log_batch` calls per tracking store, alternating",
+        "loop": f"one loop of {args.loop_values:,} values per way of logging",
     }
     settings = (
         f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on commit "

@@ -91,6 +91,8 @@ class Results:
     compose_run_parts_s: dict[str, list[float]] = field(default_factory=dict)
     kernel: dict[str, list[float]] = field(default_factory=dict)
     stack_logging: dict = field(default_factory=dict)
+    # Figure 14: bench/probe_loop.py's JSON (a training loop's logging, sync and the stack's)
+    loop_logging: dict = field(default_factory=dict)
     default_logging: dict = field(default_factory=dict)
     image_bytes: dict[str, int] = field(default_factory=dict)
     unique_bytes: int | None = None
@@ -405,6 +407,15 @@ def probe_logging(ws: Workspace, uri: str, calls: int, batches: int) -> dict:
 
 
 # ---------------------------------------------------------------- disk (figures 8 and 10)
+
+
+def run_loop(ws: Workspace, results: Results, values: int) -> None:
+    """Figure 14: bench/probe_loop.py as a job in the runner (`docker compose run`), on the
+    stack `make up` starts (or finds running)."""
+    ws.run(["make", "--no-print-directory", "up"], timeout=600)
+    args = ["run", "--rm", "-T", "bash", "python", "bench/probe_loop.py", "--values", str(values)]
+    _, output = ws.compose(*args, timeout=1800)
+    results.loop_logging = last_json_line(output)
 
 
 def layers(ws: Workspace, ref: str) -> list[tuple[str, int, str]]:

@@ -259,6 +259,25 @@ def rows(r: Results, figures: list[int] | None = None) -> list[Row]:
             "—",
         )
     )
+    loop = r.loop_logging
+    if loop:
+        stack_s = loop["async_loop_s"] + loop["async_end_s"]
+        whole = loop["sync_stored"] == loop["async_stored"] == loop["values"]
+        share = ratio(stack_s, loop["sync_loop_s"])
+        table.append(
+            Row(
+                14,
+                f"a training loop logging {loop['values']:,} metric values: time spent logging "
+                "(the stack's jobs: the loop plus the wait at the run's end)",
+                f"{seconds(stack_s)} ({seconds(loop['async_loop_s'])} + "
+                f"{seconds(loop['async_end_s'])})",
+                f"{seconds(loop['sync_loop_s'])} (MLflow's default, synchronous)",
+                _ratio_text(share),
+                f"≤ 0.1 × baseline, every value stored ({loop['async_stored']:,} / "
+                f"{loop['sync_stored']:,})",
+                verdict(None if share is None else share <= 0.1 and whole),
+            )
+        )
     for row in table:
         if row.number in r.errors and row.met == "—" and row.target != "report":
             row.met = "error"
