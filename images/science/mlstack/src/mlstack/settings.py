@@ -67,16 +67,3 @@ def number_setting(name: str, default: float) -> float:
     except ValueError:
         raise JobError(f"{name}={text} is not a number; fix it in env/project.env") from None
 
-
-def flag_setting(name: str, default: bool) -> bool:
-    """A true/false setting (``true``/``false``, ``1``/``0``, ``yes``/``no``), or ``default``.
-
-    Raises:
-        JobError: when the value is none of those.
-    """
-    text = (setting(name) or str(default)).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise JobError(f"{name}={text} is not true or false; fix it in env/stack.env")
