@@ -5,6 +5,8 @@ said in one ``error: ...`` line with exit status 1 (a bad option: click's messag
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import inspect
 import logging
 import os
@@ -26,17 +28,40 @@ ASYNC_LOGGING = {
     "MLFLOW_ENABLE_ASYNC_LOGGING": "true",
     "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1",
 }
+# Modules MLflow's client tries to import on every request (its Databricks checks). Asynchronous
+# logging sends requests from a worker thread; a failed import there while the job's own thread
+# imports a module can deadlock on MLflow's import-hook lock (evaluate.py hung so under load).
+# Those that are not installed fail at once, ahead of every finder (see _NotInstalled).
+PROBED_MODULES = ("dbruntime", "pyspark", "IPython")
+
+
+class _NotInstalled(importlib.abc.MetaPathFinder):
+    """First on ``sys.meta_path``: an import of one of ``names`` (or of a submodule) raises
+    ModuleNotFoundError before any other finder runs, so before MLflow's import-hook finder and
+    its lock. ``sys.modules`` stays as it was (MLflow reads it to tell what is installed)."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
 
 
 class JobCommand(click.Command):
     """A click command that loads the project's settings before it reads its options (so an
     option's ``envvar`` sees env/project.env) and sets :data:`ASYNC_LOGGING` where the settings
-    do not: :func:`mlstack.start_run` waits for the values when the run ends."""
+    do not (:func:`mlstack.start_run` waits for the values when the run ends), and makes an
+    import of the :data:`PROBED_MODULES` that are not installed fail at once."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         load_settings()
         for name, value in ASYNC_LOGGING.items():
             os.environ.setdefault(name, value)
+        missing = {m for m in PROBED_MODULES if importlib.util.find_spec(m) is None}
+        if missing and not any(isinstance(f, _NotInstalled) for f in sys.meta_path):
+            sys.meta_path.insert(0, _NotInstalled(missing))
         return super().main(*args, **kwargs)
 
 

@@ -66,4 +66,3 @@ def number_setting(name: str, default: float) -> float:
         return float(text)
     except ValueError:
         raise JobError(f"{name}={text} is not a number; fix it in env/project.env") from None
-
