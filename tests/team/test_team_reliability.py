@@ -29,8 +29,12 @@ import matplotlib.pyplot, mlflow.sklearn, sklearn.ensemble, sklearn.metrics, sko
 import train
 
 def one(index):
-    return train.main(["--experiment", sys.argv[1], "--run-name", f"concurrent-{index}",
-                       "--n-estimators", "20", "--curve-steps", "4"])
+    # train.py's job command exits with the job's status
+    try:
+        train.train.main(["--experiment", sys.argv[1], "--run-name", f"concurrent-{index}",
+                          "--n-estimators", "20", "--curve-steps", "4"])
+    except SystemExit as done:
+        return done.code
 
 with multiprocessing.get_context("fork").Pool(int(sys.argv[2])) as pool:
     print("statuses", json.dumps(pool.map(one, range(int(sys.argv[2])))))
