@@ -13,7 +13,7 @@ WORKERS ?=
 REGISTRY ?=
 # Options for train.py (make train ARGS="--n-estimators 200")
 ARGS ?=
-# The model to serve (make serve MODEL=models:/wine-classifier/1, or runs:/<run id>/model)
+# The model to serve or release (make serve MODEL=models:/wine-classifier/1, or runs:/<run id>/model)
 MODEL ?=
 # Every profile, so down and clean also stop the on-demand services (runner, serve)
 ALL_PROFILES := --profile '*'
@@ -35,7 +35,7 @@ GPU ?=
 TEAM ?=
 export GPU TEAM
 
-.PHONY: FORCE help preflight preflight-env up down build ps logs urls shell train serve backup restore destroy migrate-store test lint format clean lock bench docs test-quick init config hooks check smoke gc upgrade-check push swarm-up swarm-down
+.PHONY: FORCE help preflight preflight-env up down build ps logs urls shell train serve backup restore destroy migrate-store test lint format clean lock bench docs test-quick init config hooks check smoke release gc upgrade-check push swarm-up swarm-down
 
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -82,6 +82,9 @@ train: preflight-env ## Run train.py in the runner container (ARGS="--n-estimato
 
 serve: preflight-env ## Serve a logged model over REST on a loopback port (MODEL=models:/<name>/<version>)
 	@scripts/serve.sh "$(MODEL)"
+
+release: preflight-env build ## Build a model's production image, check it serves, print its name (MODEL=models:/<name>/<version>; REGISTRY=host:port pushes it)
+	@scripts/release.sh "$(MODEL)" "$(REGISTRY)"
 
 push: preflight-env build ## Tag and push the project's and the stack's images to a registry (REGISTRY=host:port)
 	@scripts/push.sh "$(REGISTRY)"

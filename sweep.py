@@ -3,10 +3,7 @@ search to MLflow: a parent run with the best model, one child run per candidate.
 the Dask cluster of `make up WORKERS=N` when one is up, locally otherwise. In the runner:
 docker compose run --rm bash python sweep.py --n-estimators 50,100,200 --max-depth 3,6"""
 
-import time
-
 import click
-import matplotlib.pyplot as plt
 import mlflow
 import mlstack
 from mlstack import cluster
@@ -33,26 +30,18 @@ def sweep(n_estimators, max_depth, min_samples_leaf, folds, random_state, experi
             "min_samples_leaf": min_samples_leaf}  # fmt: skip
     candidates = len(n_estimators) * len(max_depth) * len(min_samples_leaf)
     with cluster.connected() as client:
-        print(
-            f"fitting {candidates} candidates x {folds} folds {cluster.describe(client)}",
-            flush=True,
-        )
+        print(f"fitting {candidates} candidates x {folds} folds {cluster.describe(client)}")
         with mlstack.start_run(run_name=run_name, experiment=experiment) as run:
-            mlflow.log_params(
-                {"folds": folds, "candidates": candidates, "random_state": random_state}
-            )
-            frame = features.assign(**{data.TARGET: target})
-            mlstack.log_dataset(mlflow.data.from_pandas(frame, name="wine", targets=data.TARGET))
-            started = time.monotonic()
-            with cluster.parallel(client):
+            mlflow.log_params({"folds": folds, "candidates": candidates,
+                               "random_state": random_state})  # fmt: skip
+            mlstack.log_dataset(data.as_dataset(features, target))
+            with cluster.parallel(client), mlstack.timed("search_seconds"):
                 results = cross_validate_grid(grid, folds, random_state, client=client)
-            seconds = time.monotonic() - started
             children = mlstack.log_candidates(results, experiment=experiment)
             best = results.loc[results["rank"] == 1].iloc[0]
             mlflow.log_params(best["params"])
-            mlflow.log_metrics({"best_cv_accuracy": best["cv_accuracy"], "search_seconds": seconds})
+            mlflow.log_metric("best_cv_accuracy", best["cv_accuracy"])
             mlflow.log_figure(plot_scores(results, folds), "plots/cv_accuracy_by_n_estimators.png")
-            plt.close("all")
             # The best candidate, refitted on all rows
             model = build_model(random_state=random_state).set_params(**best["params"])
             logged = mlstack.log_sklearn_model(

@@ -34,8 +34,7 @@ def train(n_estimators, max_depth, min_samples_leaf, test_size, random_state, cu
         mlflow.log_params({"n_estimators": n_estimators, "max_depth": max_depth,
                            "min_samples_leaf": min_samples_leaf, "test_size": test_size,
                            "random_state": random_state, "curve_steps": curve_steps})  # fmt: skip
-        frame = features.assign(**{data.TARGET: target})
-        mlstack.log_dataset(mlflow.data.from_pandas(frame, name="wine", targets=data.TARGET))
+        mlstack.log_dataset(data.as_dataset(features, target))
         for n_trees in grow(model, x_train, y_train, n_estimators, curve_steps):
             mlflow.log_metric("curve_accuracy", model.score(x_test, y_test), step=n_trees)
         predicted = model.predict(x_test)

@@ -31,6 +31,7 @@ from bench.measure import (
     run_loop,
     run_services,
 )
+from bench.release import ReleaseResults, release_breakdown, release_rows, run_release
 from bench.report import document, rows, table_markdown
 from bench.team import TeamResults, run_team, team_breakdown, team_rows
 from bench.workspace import BenchError, Workspace, log
@@ -47,6 +48,7 @@ PARTS = {
     "dask": (11, 12),
     "team": (13,),
     "loop": (14,),
+    "release": (15, 16, 17, 18),
 }
 FIGURES = sorted(number for numbers in PARTS.values() for number in numbers)
 
@@ -150,6 +152,7 @@ def main(argv: list[str]) -> int:
     machine_info = machine(client)
     results = Results()
     team = TeamResults()
+    release = ReleaseResults()
     started = time.perf_counter()
     load_before = os.getloadavg()
     workspace = Workspace.create(client)
@@ -195,6 +198,14 @@ def main(argv: list[str]) -> int:
                 f"a training loop logging {args.loop_values:,} values, sync and as jobs log",
                 lambda: run_loop(workspace, results, args.loop_values),
             )
+        if "release" in args.parts:
+            log("figures 15-18: a released model's image against make serve")
+            try:
+                run_release(workspace, release)
+            except BenchError as error:
+                # A figure that fails is reported, the run goes on (as _measure does)
+                release.error = str(error).splitlines()[0]
+                log(f"  failed: {release.error}")
     except BenchError as error:
         log(f"error: {error}")
         return 1
@@ -218,6 +229,7 @@ def main(argv: list[str]) -> int:
         "team": f"{args.team_reps} rounds of {args.team_calls} `log_metric` and "
         f"{args.team_batches} `log_batch` calls per tracking store, alternating",
         "loop": f"one loop of {args.loop_values:,} values per way of logging",
+        "release": "a model released and served both ways, loads bounded in count and time",
     }
     settings = (
         f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on commit "
@@ -228,10 +240,13 @@ def main(argv: list[str]) -> int:
         f"{load_text(load_before)} before, {load_text(os.getloadavg())} after."
     )
     table = rows(results, args.figures) + (team_rows(team) if "team" in args.parts else [])
+    table += release_rows(release) if "release" in args.parts else []
     text = document(results, machine_info, settings, args.figures)
+    text = text.replace(table_markdown(rows(results, args.figures)), table_markdown(table))
     if "team" in args.parts:
-        text = text.replace(table_markdown(rows(results, args.figures)), table_markdown(table))
         text += team_breakdown(team) + "\n"
+    if "release" in args.parts:
+        text += release_breakdown(release) + "\n"
     args.output.write_text(text)
     print(f"\nmlstack benchmark ({', '.join(f'{k} {v}' for k, v in machine_info.items())})\n")
     print(table_markdown(table))

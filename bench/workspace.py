@@ -158,8 +158,10 @@ class Workspace:
             env["EXTRA_CA_CERTS"] = self.extra_ca
         return env
 
-    def run(self, args: list[str], timeout: float = 1200) -> tuple[float, str]:
-        """Run a command in the copy and time it.
+    def run(
+        self, args: list[str], timeout: float = 1200, env: dict[str, str] | None = None
+    ) -> tuple[float, str]:
+        """Run a command in the copy and time it, with ``env`` added to ``env()``.
 
         Returns:
             Wall-clock seconds, and the command's output (stdout and stderr together).
@@ -168,7 +170,7 @@ class Workspace:
             BenchError: on a non-zero exit or a timeout (seconds), with the output's tail.
         """
         start = time.perf_counter()
-        with group_process(args, self.directory, self.env()) as process:
+        with group_process(args, self.directory, self.env() | (env or {})) as process:
             try:
                 output, _ = process.communicate(timeout=timeout)
             except subprocess.TimeoutExpired as error:

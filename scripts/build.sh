@@ -6,29 +6,58 @@
 # The team stack's postgres and s3 images (on base) are built when asked for, and by default
 # when COMPOSE_FILE (environment or .env) includes compose.team.yaml (make up TEAM=1). The
 # swarm's helpers, registry and gateway (on base), are built only when named.
-# Usage: scripts/build.sh [IMAGE...]
+# Usage: scripts/build.sh [IMAGE...|all]
 #   IMAGE: base science mlflow jupyter bash postgres s3 project (default: all the stack uses),
-#   registry, gateway
+#   registry, gateway; all: every one of them
+#        scripts/build.sh --list GROUP: print a group's image names (stack, team, swarm; tests
+#   and CI read them here)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=SCRIPTDIR/settings.sh
 . scripts/settings.sh
 
-# The chain: image=parent ("" means the Debian BASE_IMAGE); project is the project's own images
+# The one definition of the images. The chain: image=parent ("" means the Debian BASE_IMAGE);
+# project is the project's own images, on jupyter and bash
 chain=(base= science=base mlflow=science jupyter=science bash=science postgres=base s3=base
   project=jupyter+bash registry=base gateway=base)
-# Build order, by level: an image builds once its parent's level is done
-levels=("base" "science postgres s3 registry gateway" "mlflow jupyter bash" "project")
+# The groups: the stack's shared images, the team stack's, the swarm's helpers
+declare -A group=([stack]="base science mlflow jupyter bash" [team]="postgres s3"
+  [swarm]="registry gateway")
+if [ "${1:-}" = --list ]; then
+  if [ -z "${group[${2:-}]+set}" ]; then
+    echo "error: no image group '${2:-}'; groups: ${!group[*]}" >&2
+    exit 2
+  fi
+  echo "${group[$2]}"
+  exit 0
+fi
 declare -A parent_of
 for link in "${chain[@]}"; do
   parent_of["${link%%=*}"]="${link#*=}"
 done
+level_of() { # level_of NAME: 0 for base, else one more than its highest parent's
+  local parent level=0 above
+  for parent in ${parent_of[$1]//+/ }; do
+    above=$(($(level_of "$parent") + 1))
+    [ "$above" -le "$level" ] || level=$above
+  done
+  echo "$level"
+}
+# Build order, by level: an image builds once its parents' level is done
+levels=()
+for link in "${chain[@]}"; do
+  name="${link%%=*}"
+  level=$(level_of "$name")
+  levels[level]="${levels[level]:-} $name"
+done
 
 wanted=("$@")
 if [ "${#wanted[@]}" -eq 0 ]; then
-  wanted=(base science mlflow jupyter bash project)
+  read -ra wanted <<<"${group[stack]} project"
   compose_files="${COMPOSE_FILE:-$(env_setting COMPOSE_FILE)}"
-  [[ ":$compose_files:" != *":compose.team.yaml:"* ]] || wanted+=(postgres s3)
+  [[ ":$compose_files:" != *":compose.team.yaml:"* ]] || read -ra wanted <<<"${wanted[*]} ${group[team]}"
+elif [ "${wanted[*]}" = all ]; then
+  read -ra wanted <<<"${group[stack]} ${group[team]} ${group[swarm]}"
 fi
 declare -A build
 mark() { # mark NAME: build NAME and its ancestors
@@ -53,7 +82,6 @@ if [ -n "${build[project]:-}" ] && [ -z "$project" ]; then
   exit 2
 fi
 
-stack_ref() { echo "$MLSTACK_IMAGE_PREFIX/$1:$MLSTACK_VERSION"; }
 
 # One build at a time per project folder: builds share .build/ (the certificates in the build
 # context); a second one waits here (flock is in util-linux; elsewhere builds are not guarded)
@@ -81,8 +109,8 @@ if [ -n "${EXTRA_CA_CERTS:-}" ]; then
     echo "error: EXTRA_CA_CERTS=$EXTRA_CA_CERTS is neither a file nor a folder" >&2
     exit 2
   fi
-elif [ -n "${build[base]:-}" ] && docker image inspect "$(stack_ref base)" >/dev/null 2>&1; then
-  container="$(docker create "$(stack_ref base)")"
+elif [ -n "${build[base]:-}" ] && docker image inspect "$(stack_image base)" >/dev/null 2>&1; then
+  container="$(docker create "$(stack_image base)")"
   docker cp --quiet "$container:/usr/local/share/ca-certificates/." "$ca_dir/"
   docker rm "$container" >/dev/null
 fi
@@ -125,7 +153,7 @@ build_image() { # build_image NAME [SERVICE]: one image; SERVICE for the project
   local name="$1" service="${2:-}" from image dockerfile inputs revision created start=$SECONDS
   local extra=()
   if [ -n "$service" ]; then
-    from="$(stack_ref "$service")"
+    from="$(stack_image "$service")"
     image="$project-$service:$MLSTACK_VERSION"
     dockerfile=images/project/Dockerfile
     inputs=(images/project requirements.txt wheels)
@@ -133,8 +161,8 @@ build_image() { # build_image NAME [SERVICE]: one image; SERVICE for the project
     extra=(--label "mlstack.project=$project")
   else
     from="$BASE_IMAGE"
-    [ -z "${parent_of[$name]}" ] || from="$(stack_ref "${parent_of[$name]}")"
-    image="$(stack_ref "$name")"
+    [ -z "${parent_of[$name]}" ] || from="$(stack_image "${parent_of[$name]}")"
+    image="$(stack_image "$name")"
     dockerfile="images/$name/Dockerfile"
     inputs=("images/$name")
     extra=(--tag "$MLSTACK_IMAGE_PREFIX/$name:latest")

@@ -6,9 +6,19 @@
 # values. Safe to run at any time (make runs it before every command): values already in .env
 # are kept. TEAM=1/0 and GPU=1/0 switch the mode (COMPOSE_FILE), one line saying which tracking
 # store is then active. MLSTACK_UID, MLSTACK_GID, MLSTACK_USER and COMPOSE_PROJECT_NAME from the
-# environment override the defaults of a missing value.
+# environment override the defaults of a missing value. scripts/env.sh --secrets prints the
+# secrets' names (the tests read them here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The secrets this script makes: the Jupyter token, MLflow's admin password and server key, the
+# team stack's database password and S3 keys
+SECRETS=(JUPYTER_TOKEN MLFLOW_ADMIN_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY POSTGRES_PASSWORD
+  MLSTACK_S3_ACCESS_KEY MLSTACK_S3_SECRET_KEY)
+if [ "${1:-}" = --secrets ]; then
+  echo "${SECRETS[*]}"
+  exit 0
+fi
 # shellcheck source=SCRIPTDIR/settings.sh
 . scripts/settings.sh
 
@@ -98,8 +108,7 @@ fi
 # Secrets: made here, kept only in .env; one that is already there is never changed, an empty or
 # missing one is made anew
 # (the team stack's database password and S3 keys too, so that TEAM=1 works at any time)
-for key in JUPYTER_TOKEN MLFLOW_ADMIN_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY POSTGRES_PASSWORD \
-  MLSTACK_S3_ACCESS_KEY MLSTACK_S3_SECRET_KEY; do
+for key in "${SECRETS[@]}"; do
   if ! grep -q "^$key=." .env; then
     sed -i "/^$key=/d" .env
     echo "$key=$(python3 -c 'import secrets; print(secrets.token_hex(24))')" >>.env

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Tags and pushes the images a swarm runs to a registry its nodes pull from: this project's own
 # (<project>-jupyter and -bash) and the stack's MLflow image, each as REGISTRY/<local reference>
-# (scripts/swarm-stack.py names them the same way). The images are built first (make).
-# Usage: scripts/push.sh REGISTRY   REGISTRY: host:port, e.g. 127.0.0.1:5000
+# (scripts/swarm-stack.py names them the same way). The images are built first (make). With
+# IMAGE..., those images instead (make release pushes its model's image so).
+# Usage: scripts/push.sh REGISTRY [IMAGE...]   REGISTRY: host:port, e.g. 127.0.0.1:5000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=SCRIPTDIR/settings.sh
@@ -13,12 +14,14 @@ if [ -z "$registry" ]; then
   echo "error: no registry given; name the one the swarm's nodes pull from, e.g. make push REGISTRY=127.0.0.1:5000 (none yet? docs/swarm.md)" >&2
   exit 2
 fi
-if ! [[ "$registry" =~ ^[A-Za-z0-9.-]+:[0-9]+$ ]]; then
-  echo "error: REGISTRY=$registry is not host:port; give it without scheme or path, e.g. make push REGISTRY=127.0.0.1:5000" >&2
+if ! [[ "$registry" =~ ^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)*$ ]]; then
+  echo "error: REGISTRY=$registry is not host:port (or host[:port]/namespace); give it without scheme, e.g. make push REGISTRY=127.0.0.1:5000" >&2
   exit 2
 fi
-host="${registry%:*}"
-port="${registry##*:}"
+address="${registry%%/*}"
+host="${address%:*}"
+port=443
+[[ "$address" != *:* ]] || port="${address##*:}"
 # Bash's /dev/tcp: does anything listen there (TLS and logins are docker push's business)
 # shellcheck disable=SC2016 # $1 and $2 expand in the inner bash, as meant
 if ! timeout 5 bash -c ': >"/dev/tcp/$1/$2"' _ "$host" "$port" 2>/dev/null; then
@@ -26,12 +29,16 @@ if ! timeout 5 bash -c ': >"/dev/tcp/$1/$2"' _ "$host" "$port" 2>/dev/null; then
   exit 1
 fi
 
-project="$(env_setting COMPOSE_PROJECT_NAME)"
-images=(
-  "$project-jupyter:$MLSTACK_VERSION"
-  "$project-bash:$MLSTACK_VERSION"
-  "$MLSTACK_IMAGE_PREFIX/mlflow:$MLSTACK_VERSION"
-)
+shift
+images=("$@")
+if [ "${#images[@]}" -eq 0 ]; then
+  project="$(env_setting COMPOSE_PROJECT_NAME)"
+  images=(
+    "$project-jupyter:$MLSTACK_VERSION"
+    "$project-bash:$MLSTACK_VERSION"
+    "$(stack_image mlflow)"
+  )
+fi
 for image in "${images[@]}"; do
   target="$registry/$image"
   docker tag "$image" "$target"

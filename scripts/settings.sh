@@ -20,3 +20,8 @@ env_setting() {
 project_files() {
   sed -e '/^#/d' -e '/^$/d' -e 's|/$||' "$(dirname "${BASH_SOURCE[0]}")/../project-files.txt"
 }
+
+# stack_image NAME: the reference of one of the stack's shared images (base, science, mlflow, ...)
+stack_image() {
+  echo "$MLSTACK_IMAGE_PREFIX/$1:$MLSTACK_VERSION"
+}

@@ -71,7 +71,7 @@ up() {
     fail "no registry given; the swarm's nodes pull the images from one: make swarm-up REGISTRY=127.0.0.1:5000 (none yet? docs/swarm.md)"
   scripts/push.sh "$registry"
   scripts/build.sh gateway | grep -v '^build: .* step ' || true
-  docker image inspect "$MLSTACK_IMAGE_PREFIX/gateway:$MLSTACK_VERSION" >/dev/null ||
+  docker image inspect "$(stack_image gateway)" >/dev/null ||
     fail "the gateway image was not built; see the build's messages above"
 
   # MLflow's volume lives on one node: the labelled one, this machine unless one has the label
@@ -98,7 +98,7 @@ up() {
     docker run --detach --name "$gateway" --network "${stack}_default" \
       --restart unless-stopped --read-only --cap-drop ALL --security-opt no-new-privileges:true \
       --label "mlstack.swarm.stack=$stack" "${ports[@]}" \
-      "$MLSTACK_IMAGE_PREFIX/gateway:$MLSTACK_VERSION" "${forwards[@]}" >/dev/null
+      "$(stack_image gateway)" "${forwards[@]}" >/dev/null
   fi
   printf 'distributed:\n  dashboard:\n    link: "%s/status"\n' "$(url_of 8787)" >"$dir/dask.yaml"
 

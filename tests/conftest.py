@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 
 import docker
 import pytest
+import requests
 
 from tests.helpers import (
     GIT_TRUSTS_ANY_OWNER,
@@ -19,8 +20,11 @@ from tests.helpers import (
     Project,
     copy_project,
     image_ref,
+    image_settings,
     project_resources,
     run,
+    unique_name,
+    wait_for,
 )
 
 
@@ -108,3 +112,39 @@ def new_project(
             project.down()
             left += project_resources(docker_client, project.name)
     assert not left, f"teardown left {left}"
+
+
+@pytest.fixture(scope="session")
+def registry(docker_client, built_images) -> str:
+    """Our registry image (built like the stack's images) running on a loopback port with a
+    volume of its own, for the swarm's images and released models; its ``host:port``. Removed
+    with its volume at the end."""
+    built = run(["scripts/build.sh", "registry"], timeout=900)
+    assert built.returncode == 0, built.stderr[-3000:]
+    name = unique_name("registry")
+    settings = image_settings()
+    container = docker_client.containers.run(
+        f"{settings['MLSTACK_IMAGE_PREFIX']}/registry:{settings['MLSTACK_VERSION']}",
+        name=name,
+        detach=True,
+        ports={"5000/tcp": ("127.0.0.1", None)},
+        volumes={name: {"bind": "/var/lib/registry", "mode": "rw"}},
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges:true"],
+        read_only=True,
+    )
+    try:
+        container.reload()
+        address = f"127.0.0.1:{container.ports['5000/tcp'][0]['HostPort']}"
+
+        def answers() -> bool:
+            try:
+                return requests.get(f"http://{address}/v2/", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_for(answers, 60, "the registry")
+        yield address
+    finally:
+        container.remove(force=True, v=True)
+        docker_client.volumes.get(name).remove(force=True)

@@ -15,14 +15,29 @@ import docker
 from dotenv import dotenv_values
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# The stack's shared images, in build order (scripts/build.sh); each project adds its own
-# <project>-jupyter and <project>-bash on top of jupyter and bash
-IMAGE_NAMES = ("base", "science", "mlflow", "jupyter", "bash")
+
+
+def image_group(group: str) -> tuple[str, ...]:
+    """The image names of a group as scripts/build.sh defines them (``stack``, ``team``,
+    ``swarm``), in build order."""
+    listed = subprocess.run(
+        ["scripts/build.sh", "--list", group],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return tuple(listed.stdout.split())
+
+
+# The stack's shared images; each project adds its own <project>-jupyter and <project>-bash on
+# top of jupyter and bash
+IMAGE_NAMES = image_group("stack")
 PROJECT_SERVICES = ("jupyter", "bash")
 # The swarm's helper images on base, built only when named (scripts/build.sh registry gateway)
-SWARM_IMAGE_NAMES = ("registry", "gateway")
+SWARM_IMAGE_NAMES = image_group("swarm")
 # The team stack's images (compose.team.yaml, make up TEAM=1), on base: built only when used
-TEAM_IMAGE_NAMES = ("postgres", "s3")
+TEAM_IMAGE_NAMES = image_group("team")
 
 
 def run(
@@ -238,6 +253,15 @@ def restart_docker_daemon() -> None:
         assert time.monotonic() < deadline, "dockerd did not stop"
         time.sleep(0.5)
     subprocess.run([str(REPO_ROOT / "scripts/provision.sh")], check=True, timeout=300)
+
+
+def wait_for(condition, seconds: float, what: str):
+    """Poll ``condition`` until it returns something true, at most ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"{what} not within {seconds} s"
+        time.sleep(1)
+    return result
 
 
 def wait_until_healthy(project: str, services: set[str], timeout: float = 180) -> None:

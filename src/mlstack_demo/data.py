@@ -9,6 +9,7 @@ the tables models are trained on. Models and figures go to MLflow, not here.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from mlstack import JobError
@@ -105,3 +106,40 @@ def split(
     return train_test_split(
         features, target, test_size=test_size, random_state=random_state, stratify=target
     )
+
+
+def as_dataset(features: pd.DataFrame, target: pd.Series) -> Any:
+    """Features and labels as one MLflow data set named ``wine`` (for ``mlstack.log_dataset``),
+    the labels in the ``target`` column."""
+    import mlflow
+
+    frame = features.assign(**{TARGET: target})
+    return mlflow.data.from_pandas(frame, name="wine", targets=TARGET)
+
+
+def held_out_rows(model_uri: str, path: str | Path | None = None) -> pd.DataFrame:
+    """The rows to evaluate a model on, features and labels (the ``target`` column): those of
+    the file at ``path``, else the held-out rows of the run that trained the model (found again
+    from its ``test_size`` and ``random_state`` parameters, see :func:`split`).
+
+    Raises:
+        DataError: when the file cannot be read.
+        JobError: when the model is not found, or its run lacks those parameters.
+    """
+    import mlflow
+    from mlstack import failure
+
+    if path is not None:
+        features, target = load_data(path)
+        return features.assign(**{TARGET: target})
+    with failure(f"cannot find the model {model_uri}"):
+        run_id = mlflow.models.get_model_info(model_uri).run_id
+        params = mlflow.get_run(run_id).data.params if run_id else {}
+    if not {"test_size", "random_state"} <= set(params):
+        raise JobError(
+            f"the run of {model_uri} does not record test_size and random_state; give the rows "
+            "to evaluate on with --data FILE"
+        )
+    features, target = load_data()
+    split_rows = split(features, target, float(params["test_size"]), int(params["random_state"]))
+    return split_rows[1].assign(**{TARGET: split_rows[3]})

@@ -166,7 +166,8 @@ def test_the_healthcheck_probe_tells_a_server_that_answers_from_one_that_does_no
         "python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 & "
         "for i in $(seq 50); do healthcheck http://127.0.0.1:8000/ 2>/dev/null && break; "
         "sleep 0.2; done; healthcheck http://127.0.0.1:8000/ && echo answers; "
+        "healthcheck http://127.0.0.1:8000/no-such-page || echo 404; "
         "healthcheck http://127.0.0.1:8001/ 1 || echo silent"
     )
     output = output_of(docker_client, built_images["base"], ["bash", "-c", script])
-    assert output.splitlines() == ["answers", "silent"], output
+    assert output.splitlines() == ["answers", "404", "silent"], output

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import docker
 import pytest
+import requests
 
 from tests.helpers import GIT_TRUSTS_ANY_OWNER, Project, copy_project, project_resources
 
@@ -63,6 +64,21 @@ class Stack(Project):
             path,
             *options,
         )
+
+    def rest(self, endpoint: str, payload: dict | None = None, **params: str) -> dict:
+        """An MLflow REST API call (``/api/2.0/mlflow/<endpoint>``) at the host's port, as any
+        HTTP client makes it: POST ``payload`` when given, else GET with ``params``.
+
+        Raises:
+            AssertionError: when the server answers other than 200 (with its answer).
+        """
+        url = f"{self.urls['mlflow']}/api/2.0/mlflow/{endpoint}"
+        if payload is None:
+            response = requests.get(url, params=params, timeout=30)
+        else:
+            response = requests.post(url, json=payload, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
 
     def token(self) -> str:
         """The Jupyter token make wrote into this project's .env."""

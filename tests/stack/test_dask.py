@@ -72,24 +72,12 @@ def sweep(stack, *options: str) -> subprocess.CompletedProcess[str]:
     return stack.compose("run", "--rm", "bash", "python", "sweep.py", *options, timeout=900)
 
 
-def rest(stack, endpoint: str, payload: dict | None = None, **params) -> dict:
-    """An MLflow REST API call at the host's port: POST ``payload`` when given, else GET."""
-    url = f"{stack.urls['mlflow']}/api/2.0/mlflow/{endpoint}"
-    if payload is None:
-        response = requests.get(url, params=params, timeout=30)
-    else:
-        response = requests.post(url, json=payload, timeout=30)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 def parent_and_children(stack, result) -> tuple[dict, list[dict]]:
     """The parent run sweep.py printed, and its child runs, from the REST API."""
     assert result.returncode == 0, result.stdout + result.stderr
     parent_id = re.search(r"^run ([0-9a-f]{32}) logged", result.stdout, re.M)[1]
-    parent = rest(stack, "runs/get", run_id=parent_id)["run"]
-    children = rest(
-        stack,
+    parent = stack.rest("runs/get", run_id=parent_id)["run"]
+    children = stack.rest(
         "runs/search",
         {
             "experiment_ids": [parent["info"]["experiment_id"]],
@@ -173,7 +161,7 @@ def test_sweep_logs_a_parent_and_a_child_per_candidate_fitted_on_the_workers(sta
     best = max(children, key=lambda child: values(child, "metrics")["cv_accuracy"])
     assert metrics["best_cv_accuracy"] == values(best, "metrics")["cv_accuracy"]
     assert params["n_estimators"] in {"25", "50", "100", "200"} and params["folds"] == "5"
-    artifacts = rest(stack, "artifacts/list", run_id=parent["info"]["run_id"], path="plots")
+    artifacts = stack.rest("artifacts/list", run_id=parent["info"]["run_id"], path="plots")
     assert [f["path"] for f in artifacts["files"]] == ["plots/cv_accuracy_by_n_estimators.png"]
     assert re.search(r"^model: models:/m-[0-9a-f]+$", result.stdout, re.M)
 

@@ -29,11 +29,7 @@ def history(stack, run_id: str) -> list[dict]:
 
 
 def run_status(stack, run_id: str) -> str:
-    response = requests.get(
-        f"{stack.urls['mlflow']}/api/2.0/mlflow/runs/get", params={"run_id": run_id}, timeout=30
-    )
-    assert response.status_code == 200, response.text
-    return response.json()["run"]["info"]["status"]
+    return stack.rest("runs/get", run_id=run_id)["run"]["info"]["status"]
 
 
 @pytest.mark.parametrize("fail", [False, True], ids=["ends", "raises"])

@@ -9,7 +9,6 @@ import re
 import mlflow
 import pandas as pd
 import pytest
-import requests
 from sklearn.datasets import load_wine
 
 pytestmark = pytest.mark.stack
@@ -28,13 +27,6 @@ def one_error_line(result) -> str:
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
     return errors[0]
-
-
-def rest(stack, path: str, **params) -> dict:
-    """GET an MLflow REST API path at the host's mapped port."""
-    response = requests.get(f"{stack.urls['mlflow']}/api/2.0/mlflow/{path}", params=params)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 @pytest.fixture(scope="module")
@@ -145,16 +137,16 @@ def test_evaluate_logs_an_evaluation_run_with_metrics_and_plots_linked_to_the_mo
     assert re.search(
         rf"^open: http://127\.0\.0\.1:\d+/#/experiments/\d+/runs/{run_id}$", result.stdout, re.M
     )
-    run = rest(stack, "runs/get", run_id=run_id)["run"]
+    run = stack.rest("runs/get", run_id=run_id)["run"]
     metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
     assert metrics["accuracy_score"] > 0.8 and "f1_score" in metrics, metrics
     # The held-out rows of the model's training run: a quarter of the 178
     assert {p["key"]: p["value"] for p in run["data"]["params"]}["rows"] == "45"
-    artifacts = rest(stack, "artifacts/list", run_id=run_id).get("files", [])
+    artifacts = stack.rest("artifacts/list", run_id=run_id).get("files", [])
     assert any(f["path"].endswith(".png") for f in artifacts), artifacts
     # Linked to the model: the model's page lists the evaluation's metrics
     model_id = models["good"].removeprefix("models:/")
-    model = rest(stack, f"logged-models/{model_id}")["model"]
+    model = stack.rest(f"logged-models/{model_id}")["model"]
     linked = {m["run_id"] for m in model["data"].get("metrics", [])}
     assert run_id in linked, model["data"]
 
@@ -166,7 +158,7 @@ def test_evaluate_against_a_baseline_gates_on_the_threshold(stack, models):
     line = one_error_line(worse)
     assert "worse than the baseline" in line and "EVALUATE_MAX_ACCURACY_DROP" in line
     # The failed gate is recorded on the evaluation run too
-    tags = rest(stack, "runs/get", run_id=evaluation_run_id(worse))["run"]["data"]["tags"]
+    tags = stack.rest("runs/get", run_id=evaluation_run_id(worse))["run"]["data"]["tags"]
     assert {t["key"]: t["value"] for t in tags}["gate"] == "failed"
 
 

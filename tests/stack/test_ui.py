@@ -228,11 +228,8 @@ def test_mlflow_page_printed_by_train_shows_the_runs_name_and_metric(stack, chro
     )
     assert logged and url and url[2] == logged[1], result.stdout
     # The value as the run stored it (train.py prints it rounded to 3 decimals)
-    response = requests.get(
-        f"{stack.urls['mlflow']}/api/2.0/mlflow/runs/get", params={"run_id": logged[1]}, timeout=30
-    )
-    assert response.status_code == 200, response.text
-    accuracy = {m["key"]: m["value"] for m in response.json()["run"]["data"]["metrics"]}["accuracy"]
+    metrics = stack.rest("runs/get", run_id=logged[1])["run"]["data"]["metrics"]
+    accuracy = {m["key"]: m["value"] for m in metrics}["accuracy"]
     assert f"{accuracy:.3f}" == logged[2]
     # The metrics table's row: the name, then the value (not a row such as curve_accuracy)
     row = re.compile(rf"(?<![\w.])accuracy {re.escape(as_javascript_writes(accuracy))}(?!\d)")

@@ -172,9 +172,7 @@ def test_make_smoke_logs_a_run_of_the_stacks_own_and_leaves_a_running_stack_up(s
         r"^smoke: run ([0-9a-f]{32}) logged and read back whole", result.stdout, re.M
     )
     assert smoked and result.stdout.rstrip().endswith("smoke: passed"), result.stdout
-    run = requests.get(
-        f"{stack.urls['mlflow']}/api/2.0/mlflow/runs/get", params={"run_id": smoked[1]}, timeout=30
-    )
-    assert run.status_code == 200 and run.json()["run"]["info"]["status"] == "FINISHED", run.text
+    run = stack.rest("runs/get", run_id=smoked[1])["run"]
+    assert run["info"]["status"] == "FINISHED", run
     running = stack.compose("ps", "--quiet", "--status", "running", "mlflow")
     assert running.stdout.strip(), "make smoke took down a stack it had not started"

@@ -58,8 +58,8 @@ def test_the_stacks_python_code_is_black_formatted():
 
 def test_every_image_has_a_dockerfile():
     # The stack's shared images, the team stack's, images/project for each project's own, the
-    # swarm's helpers
-    expected = [*IMAGE_NAMES, *TEAM_IMAGE_NAMES, "project", *SWARM_IMAGE_NAMES]
+    # swarm's helpers, a released model's (scripts/release.sh)
+    expected = [*IMAGE_NAMES, *TEAM_IMAGE_NAMES, "project", "release", *SWARM_IMAGE_NAMES]
     assert sorted(p.parent.name for p in DOCKERFILES) == sorted(expected)
 
 
@@ -220,3 +220,19 @@ def test_the_readme_is_a_front_page_linking_every_page_of_the_manual():
     pages = {p.name for p in (REPO_ROOT / "docs").glob("*.md")} - {"index.md"}
     linked = set(re.findall(r"\(docs/([a-z-]+\.md)\)", readme))
     assert pages <= linked, pages - linked
+
+
+@pytest.mark.parametrize(
+    "lock", sorted(REPO_ROOT.glob("images/*/requirements.lock")), ids=lambda p: p.parent.name
+)
+def test_image_lock_installs_on_linux_arm64(lock: Path, tmp_path: Path):
+    # uv resolves the pinned set for an ARM host (Apple silicon, ARM servers) from wheels only,
+    # without installing anything: every image builds there too. uv's cache keeps the index
+    # pages it read, so a second run reads nothing from the network
+    python = image_settings()["PYTHON_VERSION"]
+    result = run(
+        [str(BIN / "uv"), "pip", "install", "--dry-run", "--only-binary", ":all:",
+         "--python-platform", "aarch64-unknown-linux-gnu", "--python-version", python,
+         "--target", str(tmp_path), "--requirements", str(lock)],
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]

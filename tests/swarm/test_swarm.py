@@ -25,6 +25,7 @@ from tests.helpers import (
     project_resources,
     run,
     unique_name,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.swarm, pytest.mark.xdist_group("swarm")]
@@ -47,15 +48,6 @@ def labelled_nodes(client: docker.DockerClient) -> list[str]:
         for node in client.nodes.list()
         if node.attrs["Spec"].get("Labels", {}).get(MLFLOW_LABEL) == "true"
     ]
-
-
-def wait_for(condition, seconds: float, what: str):
-    """Poll ``condition`` until it returns something true, at most ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"{what} not within {seconds} s"
-        time.sleep(1)
-    return result
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -97,41 +89,6 @@ def project(tmp_path_factory, test_uid, docker_client, built_images) -> Project:
         project.down()
         left = project_resources(docker_client, project.name)
         assert not left, f"teardown left {left}"
-
-
-@pytest.fixture(scope="module")
-def registry(docker_client, built_images) -> str:
-    """Our registry image (built like the stack's images) running on a loopback port with a
-    volume of its own; its ``host:port``. Removed with its volume at the end."""
-    built = run(["scripts/build.sh", "registry"], timeout=900)
-    assert built.returncode == 0, built.stderr[-3000:]
-    name = unique_name("registry")
-    settings = image_settings()
-    container = docker_client.containers.run(
-        f"{settings['MLSTACK_IMAGE_PREFIX']}/registry:{settings['MLSTACK_VERSION']}",
-        name=name,
-        detach=True,
-        ports={"5000/tcp": ("127.0.0.1", None)},
-        volumes={name: {"bind": "/var/lib/registry", "mode": "rw"}},
-        cap_drop=["ALL"],
-        security_opt=["no-new-privileges:true"],
-        read_only=True,
-    )
-    try:
-        container.reload()
-        address = f"127.0.0.1:{container.ports['5000/tcp'][0]['HostPort']}"
-
-        def answers() -> bool:
-            try:
-                return requests.get(f"http://{address}/v2/", timeout=2).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        wait_for(answers, 60, "the registry")
-        yield address
-    finally:
-        container.remove(force=True, v=True)
-        docker_client.volumes.get(name).remove(force=True)
 
 
 @pytest.fixture(scope="module")

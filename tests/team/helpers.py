@@ -13,19 +13,18 @@ from typing import Iterable
 import docker
 from dotenv import dotenv_values
 
-from tests.helpers import Project
+from tests.helpers import REPO_ROOT, Project, run
 
 # What `make up TEAM=1` exports to every compose call; the tests' own compose calls use it too
 TEAM_COMPOSE_FILE = "compose.yaml:compose.team.yaml"
 # The services compose.team.yaml adds, and the one it changes
 TEAM_SERVICES = ("postgres", "s3")
 # The credentials of the team stack that make writes into .env
-SECRET_KEYS = (
-    "POSTGRES_PASSWORD",
-    "MLSTACK_S3_ACCESS_KEY",
-    "MLSTACK_S3_SECRET_KEY",
-    "MLFLOW_ADMIN_PASSWORD",
-    "MLFLOW_FLASK_SERVER_SECRET_KEY",
+SECRET_KEYS = tuple(
+    key
+    for key in run(["scripts/env.sh", "--secrets"], REPO_ROOT).stdout.split()
+    # Jupyter's token is in the URL make up prints, by design
+    if key != "JUPYTER_TOKEN"
 )
 # The bucket of compose.team.yaml's x-artifacts-destination (s3://mlflow/artifacts)
 BUCKET = "mlflow"

@@ -6,12 +6,17 @@ while the project's own package (``src/``) keeps only its data, features and mod
 - :func:`job` turns a function with click options into a job's command line.
 - :func:`start_run`, :func:`log_dataset`, :func:`log_sklearn_model`, :func:`log_candidates`,
   :func:`open_line`: MLflow runs as the stack's jobs log them (:mod:`mlstack.tracking`).
+- :func:`evaluate_classifier`, :func:`compare_with_baseline`, :func:`timed`: evaluation, the
+  baseline gate, timings (:mod:`mlstack.evaluation`).
 - :mod:`mlstack.cluster`: the Dask cluster of `make up WORKERS=N`.
+- :mod:`mlstack.monitoring`, :mod:`mlstack.serving`, :mod:`mlstack.release`: a released
+  model's image, its server and the drift in what it served.
 - :func:`setting`, :func:`number_setting`, :class:`JobError`: settings and one-line errors.
 """
 
 from importlib.metadata import version
 
+from .evaluation import GATE_METRIC, compare_with_baseline, evaluate_classifier, timed
 from .jobs import CommaList, experiment_option, job, logger, run_name_option
 from .settings import JobError, load_settings, number_setting, setting
 from .tracking import (
@@ -26,8 +31,11 @@ from .tracking import (
 __version__ = version("mlstack")
 
 __all__ = [
+    "GATE_METRIC",
     "CommaList",
     "JobError",
+    "compare_with_baseline",
+    "evaluate_classifier",
     "experiment_option",
     "failure",
     "job",
@@ -41,4 +49,5 @@ __all__ = [
     "run_name_option",
     "setting",
     "start_run",
+    "timed",
 ]

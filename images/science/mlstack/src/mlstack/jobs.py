@@ -29,9 +29,11 @@ ASYNC_LOGGING = {
     "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1",
 }
 # Modules MLflow's client tries to import on every request (its Databricks checks). Asynchronous
-# logging sends requests from a worker thread; a failed import there while the job's own thread
-# imports a module can deadlock on MLflow's import-hook lock (evaluate.py hung so under load).
-# Those that are not installed fail at once, ahead of every finder (see _NotInstalled).
+# logging sends requests from a worker thread, and Python asks each import finder while holding
+# its global import lock: MLflow's finder there waits for MLflow's import-hook lock, which the
+# job's own thread may hold while it imports (mlflow.evaluate registering its evaluators), and
+# both wait forever (evaluate.py hung so; py-spy showed the two threads). Those that are not
+# installed fail at once, ahead of MLflow's finder (see _NotInstalled).
 PROBED_MODULES = ("dbruntime", "pyspark", "IPython")
 
 
@@ -61,6 +63,12 @@ class JobCommand(click.Command):
             os.environ.setdefault(name, value)
         missing = {m for m in PROBED_MODULES if importlib.util.find_spec(m) is None}
         if missing and not any(isinstance(f, _NotInstalled) for f in sys.meta_path):
+            # MLflow puts its finder first on sys.meta_path when its first import hook is
+            # registered, which a job's own imports do at any time (mlflow.evaluate does): have
+            # it put there now, with a hook that never runs, so that ours stays ahead of it
+            from mlflow.utils.import_hooks import register_post_import_hook
+
+            register_post_import_hook(lambda module: None, "mlstack._never_imported")
             sys.meta_path.insert(0, _NotInstalled(missing))
         return super().main(*args, **kwargs)
 

@@ -9,7 +9,9 @@ import errno
 import getpass
 import logging
 import os
+import tempfile
 import warnings
+from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlparse
 
@@ -21,6 +23,11 @@ DATASET_RACE = ("UNIQUE constraint failed: datasets", "duplicate key value viola
 # MLflow's hint on every schema it infers from integer columns (a data set's, a model's
 # signature): the project's labels are class numbers, integers without missing values are meant
 warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+
+# A model's reference data: a sample of its training features among its files, which monitoring
+# (mlstack.monitoring) compares the requests a released model served with
+REFERENCE_FILE = "reference.parquet"
+REFERENCE_ROWS = 1000
 
 # Where MLflow's asynchronous logging reports a batch it could not store (and only there)
 ASYNC_LOG = logging.getLogger("mlflow.utils.async_logging.async_logging_queue")
@@ -185,22 +192,25 @@ def log_sklearn_model(
     model: Any, x_train: Any, input_example: Any, registered_model_name: str | None = None
 ) -> Any:
     """Log a fitted scikit-learn model to the active run, with a signature inferred from
-    ``x_train`` (shape (rows, features)) and its predictions.
+    ``x_train`` (shape (rows, features)) and its predictions, and a sample of ``x_train`` (at
+    most :data:`REFERENCE_ROWS` rows) as the model's reference data (:data:`REFERENCE_FILE` among
+    its files), which monitoring compares served requests with.
 
     Returns:
-        MLflow's ``ModelInfo`` (``model_uri``, ``registered_model_version``, ...).
+        MLflow's ``ModelInfo`` (``model_uri``, ``model_id``, ``registered_model_version``, ...).
 
     Raises:
         mlflow.exceptions.MlflowException: when the server refuses the model.
     """
     import mlflow
+    import pandas as pd
     import skops.io
     from mlflow.models import infer_signature
 
     # MLflow saves scikit-learn models with skops, which loads only the types it is told to
     # trust: declare exactly the types of this model, which we built ourselves
     trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-    return mlflow.sklearn.log_model(
+    info = mlflow.sklearn.log_model(
         model,
         name="model",
         signature=infer_signature(x_train, model.predict(x_train)),
@@ -208,6 +218,13 @@ def log_sklearn_model(
         skops_trusted_types=trusted,
         registered_model_name=registered_model_name,
     )
+    features = x_train if isinstance(x_train, pd.DataFrame) else pd.DataFrame(x_train)
+    sample = features.sample(n=min(len(features), REFERENCE_ROWS), random_state=0)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / REFERENCE_FILE
+        sample.to_parquet(path, index=False)
+        mlflow.MlflowClient().log_model_artifact(info.model_id, str(path))
+    return info
 
 
 def log_candidates(results: Any, experiment: str | None = None) -> list[str]:

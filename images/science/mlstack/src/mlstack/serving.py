@@ -1,0 +1,249 @@
+"""The release image's model server: MLflow's scoring protocol (``/ping``, ``/health``,
+``/version``, ``POST /invocations`` with the JSON and CSV inputs of `mlflow models serve`) for the
+model copied into the image, as an ASGI app that uvicorn runs with several workers.
+
+What it adds to MLflow's own scoring server (whose parsing, schema enforcement and prediction it
+calls): every error answers one JSON line ``{"error_code": ..., "message": ...}`` that names the
+problem (a missing column, a wrong type, a malformed body) and never a stack trace or the request
+echoed back; a request timeout; and a record of the requests for monitoring (see :class:`Recorder`).
+
+Settings (environment variables, set in the image; ``docker run -e`` changes them):
+
+- ``MLSTACK_MODEL_PATH``: the model's folder (default ``/opt/model``).
+- ``MLSTACK_SERVE_TIMEOUT``: seconds one request may take before it answers 504 (default 60).
+- ``MLSTACK_REQUEST_LOG``: the folder the request records go to (default ``/var/log/model``,
+  a mounted volume); empty: no records.
+- ``MLSTACK_REQUEST_SAMPLE``: the share of requests recorded, 0 to 1 (default 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import datetime
+import json
+import logging
+import os
+import random
+import socket
+import uuid
+from pathlib import Path
+from typing import Any
+
+# At module level: FastAPI reads the routes' annotations (Request) from the module's names
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+logger = logging.getLogger("mlstack.serving")
+
+# The request being answered, as the prediction thread sees it (asyncio.to_thread copies it):
+# (request id, time received as ISO 8601 UTC), or None when this request is not recorded
+_request: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+    "mlstack_request", default=None
+)
+
+
+def one_line(message: str) -> str:
+    """The line of an MLflow scoring error that says what is wrong. MLflow wraps a schema error
+    as "Failed to predict data '<the whole input>'. Error: Failed to enforce schema of data
+    '<the input again>' with schema '...'. Error: Model is missing inputs ['alcohol']": the text
+    after the last "Error: " of such a message; else the message's first line. At most 500
+    characters."""
+    text = message.strip()
+    if text.startswith("Failed to predict data") and "Error: " in text:
+        text = text.rsplit("Error: ", 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[0] if lines else "invalid request")[:500]
+
+
+class Recorder:
+    """Writes a sample of the served requests as JSON Lines, one file per worker process
+    (``requests-<host>-<pid>.jsonl`` in ``folder``), so workers never interleave lines. A line:
+    ``{"time": ISO 8601 UTC, "request_id": str, "inputs": {"columns": [...], "data": [[...]]},
+    "outputs": [...]}``; monitor.py reads them.
+
+    Args:
+        folder: where the files go; ``None`` records nothing.
+        sample: the share of requests recorded, 0 to 1.
+    """
+
+    def __init__(self, folder: Path | None, sample: float) -> None:
+        self.sample = sample
+        self.file = None
+        if folder is None or sample <= 0:
+            return
+        path = folder / f"requests-{socket.gethostname()}-{os.getpid()}.jsonl"
+        try:
+            self.file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        except OSError as error:
+            # Serving goes on without records: a prediction matters more than its record
+            logger.warning(
+                "requests are not recorded: cannot write %s (%s); mount a folder that UID %d "
+                "can write, or set MLSTACK_REQUEST_LOG= to turn records off",
+                path,
+                error.strerror,
+                os.getuid(),
+            )
+
+    def chosen(self) -> bool:
+        """Whether the request being received is recorded (one draw per request)."""
+        return self.file is not None and random.random() < self.sample
+
+    def write(self, request: tuple[str, str], inputs: Any, outputs: Any) -> None:
+        """Append one request's record; ``inputs`` as the model received them (a DataFrame,
+        rows × columns), ``outputs`` its predictions (array-like, one per row)."""
+        import numpy as np
+        import pandas as pd
+
+        request_id, received = request
+        frame = inputs if isinstance(inputs, pd.DataFrame) else pd.DataFrame(inputs)
+        predictions = outputs.to_numpy() if hasattr(outputs, "to_numpy") else np.asarray(outputs)
+        line = (
+            f'{{"time": {json.dumps(received)}, "request_id": {json.dumps(request_id)}, '
+            f'"inputs": {frame.to_json(orient="split", index=False)}, '
+            f'"outputs": {pd.Series(predictions.tolist()).to_json(orient="values")}}}\n'
+        )
+        self.file.write(line)
+
+
+class RecordedModel:
+    """A pyfunc model whose predictions of recorded requests go to a :class:`Recorder`; what
+    MLflow's scoring code uses of the model (``metadata``, ``predict``) is the model's own."""
+
+    def __init__(self, model: Any, recorder: Recorder) -> None:
+        self.model = model
+        self.metadata = model.metadata
+        self.recorder = recorder
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        """The model's predictions for ``data``, recorded when the request was chosen."""
+        outputs = self.model.predict(data, params=params)
+        if (request := _request.get()) is not None:
+            self.recorder.write(request, data, outputs)
+        return outputs
+
+
+def create_app(model_path: str | None = None) -> Any:
+    """The ASGI app serving the model at ``model_path`` (default: ``MLSTACK_MODEL_PATH``).
+
+    Raises:
+        mlflow.exceptions.MlflowException: when the folder holds no loadable model.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import scoring_server
+    from mlflow.version import VERSION
+
+    path = model_path or os.environ.get("MLSTACK_MODEL_PATH", "/opt/model")
+    folder = os.environ.get("MLSTACK_REQUEST_LOG", "/var/log/model")
+    recorder = Recorder(
+        Path(folder) if folder else None, float(os.environ.get("MLSTACK_REQUEST_SAMPLE", "1"))
+    )
+    model = RecordedModel(scoring_server.load_model_with_mlflow_config(path), recorder)
+    input_schema = model.metadata.get_input_schema()
+    timeout = float(os.environ.get("MLSTACK_SERVE_TIMEOUT", "60"))
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    def error(status: int, code: str, message: str, request_id: str) -> Response:
+        return JSONResponse(
+            {"error_code": code, "message": message},
+            status_code=status,
+            headers={"X-Request-ID": request_id},
+        )
+
+    @app.get("/ping")
+    @app.get("/health")
+    async def ping() -> Response:
+        return Response(content="\n", media_type="application/json")
+
+    @app.get("/version")
+    async def version() -> Response:
+        return Response(content=VERSION, media_type="application/json")
+
+    @app.post("/invocations")
+    async def invocations(request: Request) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        if recorder.chosen():
+            now = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+            _request.set((request_id, now))
+        body = await request.body()
+        content_type = request.headers.get("content-type", "")
+        try:
+            result = await asyncio.wait_for(
+                asyncio.to_thread(
+                    scoring_server.invocations, body, content_type, model, input_schema
+                ),
+                timeout,
+            )
+        except TimeoutError:
+            return error(504, "DEADLINE_EXCEEDED", f"no answer within {timeout:g} s", request_id)
+        except MlflowException as failure:
+            return error(
+                failure.get_http_status_code(),
+                failure.error_code,
+                one_line(failure.message),
+                request_id,
+            )
+        except Exception as failure:  # noqa: BLE001 - a request never gets a traceback
+            logger.exception("request %s failed", request_id)
+            message = f"the model could not answer ({type(failure).__name__}); see the logs"
+            return error(500, "INTERNAL_ERROR", message, request_id)
+        if result.status != 200:
+            # MLflow's own answers to an unsupported content type or charset (415): plain text
+            return error(result.status, "BAD_REQUEST", one_line(result.response), request_id)
+        return Response(
+            content=result.response,
+            media_type=result.mimetype,
+            headers={"X-Request-ID": request_id},
+        )
+
+    return app
+
+
+def smoke(url: str = "http://127.0.0.1:8080", wait: float = 60.0) -> int:
+    """The release image's smoke test, run inside it (``python -m mlstack.serving smoke``):
+    waits up to ``wait`` seconds for ``url``/ping, then posts the model's input example
+    (``serving_input_example.json``, which MLflow saves with a model logged with one; without
+    it, /ping alone) to /invocations.
+
+    Returns:
+        0 when the server answers and predicts; 1 after one ``error:`` line otherwise.
+    """
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/ping", timeout=2)
+            break
+        except OSError as failure:
+            if time.monotonic() > deadline:
+                print(f"error: {url}/ping did not answer within {wait:g} s: {failure}")
+                return 1
+            time.sleep(0.2)
+    example = (
+        Path(os.environ.get("MLSTACK_MODEL_PATH", "/opt/model")) / "serving_input_example.json"
+    )
+    if not example.is_file():
+        print(f"smoke: {url} answers /ping (the model has no input example to predict)")
+        return 0
+    request = urllib.request.Request(
+        f"{url}/invocations",
+        data=example.read_bytes(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=wait) as response:
+            predictions = json.load(response)["predictions"]
+    except urllib.error.HTTPError as failure:
+        print(f"error: the input example got HTTP {failure.code}: {failure.read().decode()}")
+        return 1
+    print(f"smoke: {url} answers /ping and predicts the input example: {predictions}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(smoke() if sys.argv[1:] == ["smoke"] else 2)
