@@ -44,8 +44,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def docker_client() -> docker.DockerClient:
-    """A Docker SDK client for the engine the docker CLI would use (DOCKER_HOST or the socket)."""
-    client = docker.from_env()
+    """A Docker SDK client for the engine the docker CLI would use (DOCKER_HOST or the socket),
+    with a 10-minute read timeout: exporting a 1.4 GB image (test_security) takes over the SDK's
+    default 60 s on a busy machine."""
+    client = docker.from_env(timeout=600)
     client.ping()
     yield client
     client.close()
