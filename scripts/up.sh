@@ -5,6 +5,8 @@
 # (rescaled when they run); none or 0: the project's Dask containers are removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=SCRIPTDIR/settings.sh
+. scripts/settings.sh
 
 workers="${1:-0}"
 if ! [[ "$workers" =~ ^[0-9]+$ ]]; then
@@ -22,7 +24,12 @@ else
   # No cluster: nothing of it left to cost memory (its spill volume stays)
   docker compose --profile dask rm --stop --force dask-scheduler dask-worker >/dev/null 2>&1 || true
 fi
-wait_seconds="${MLSTACK_UP_TIMEOUT:-180}"
+# How long to wait for health: 3 minutes, or 15 in team mode, whose first start migrates a new
+# PostgreSQL database (over 3 minutes on a busy 2-core machine; compose.team.yaml's start period)
+wait_seconds=180
+compose_files="${COMPOSE_FILE:-$(env_setting COMPOSE_FILE)}"
+[[ ":$compose_files:" != *":compose.team.yaml:"* ]] || wait_seconds=900
+wait_seconds="${MLSTACK_UP_TIMEOUT:-$wait_seconds}"
 # The host ports this project keeps (in .env) from one start to the next
 scripts/ports.sh
 
