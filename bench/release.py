@@ -110,6 +110,14 @@ def run_release(ws: Workspace, results: ReleaseResults) -> None:
         ["make", "--no-print-directory", "release", f"MODEL={uri}"], timeout=1800
     )
     image = output.strip().splitlines()[-1]
+    try:
+        measure_release(ws, results, uri, image)
+    finally:
+        ws.client.images.remove(image, force=True)
+
+
+def measure_release(ws: Workspace, results: ReleaseResults, uri: str, image: str) -> None:
+    """Figures 15 to 18 for the model ``uri``, released as ``image`` (see run_release)."""
     results.image_bytes = ws.client.images.get(image).attrs["Size"]
     results.runner_bytes = ws.client.images.get(ws.project_image("bash")).attrs["Size"]
     log(f"  {image}: {size(results.image_bytes)}, built in {results.release_build_s:.0f} s")

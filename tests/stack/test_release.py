@@ -90,7 +90,11 @@ def released(stack, docker_client) -> str:
     image = result.stdout.strip().splitlines()[-1]
     assert image == f"{stack.project}-model-{MODEL}:1", result.stdout
     yield image
-    docker_client.images.remove(image, force=True)
+    # Every tag the module made: the release, its commit tag, the registry's copies
+    for found in docker_client.images.list():
+        for tag in found.tags:
+            if f"{stack.project}-model-" in tag:
+                docker_client.images.remove(tag, force=True)
 
 
 @pytest.fixture(scope="module")
