@@ -42,6 +42,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group("team"))
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Stops a pytest-xdist worker whose grouped tests lack their group in their id: the
+    scheduler would then spread a group over every worker, each starting a stack of its own
+    (pytest 9 with pytest-xdist 3.8 did so silently, doubling the suite's time).
+
+    Raises:
+        pytest.UsageError: a test marked ``xdist_group`` has no ``@group`` in its node id.
+    """
+    if not getattr(session.config.option, "loadgroup", False):
+        return
+    ungrouped = [
+        item.nodeid
+        for item in session.items
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid
+    ]
+    if ungrouped:
+        raise pytest.UsageError(
+            f"pytest-xdist did not group {len(ungrouped)} tests (e.g. {ungrouped[0]}); "
+            "pin pytest and pytest-xdist versions that work together in tests/requirements.in"
+        )
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> docker.DockerClient:
     """A Docker SDK client for the engine the docker CLI would use (DOCKER_HOST or the socket),
