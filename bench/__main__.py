@@ -77,7 +77,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=1000, help="log_metric calls per server")
     parser.add_argument("--batches", type=int, default=20, help="log_batch calls per server")
     parser.add_argument(
-        "--dask-reps", type=int, default=2, help="searches per setting (local, 1 and 2 workers)"
+        "--dask-reps",
+        type=int,
+        default=2,
+        help="searches per setting (locally in one process and with joblib n_jobs=2, on 1 and 2 workers)",
     )
     parser.add_argument(
         "--idle-seconds", type=float, default=30, help="wait after start before reading idle RSS"
@@ -139,6 +142,31 @@ def load_text(load: tuple[float, float, float]) -> str:
     return " / ".join(f"{value:.1f}" for value in load)
 
 
+# A figure whose part started while the 1-minute load average was above this is marked in the
+# table: on this 2-core machine it means something besides the benchmark was running
+LOAD_LIMIT = 1.5
+# How long each part waits for the load of the run's own previous part to fade below the limit
+LOAD_SETTLE_S = 90
+
+
+def settled_load() -> float:
+    """The 1-minute load average once it is at most LOAD_LIMIT, or after LOAD_SETTLE_S seconds
+    of waiting for that (``os.getloadavg()[0]``: runnable processes, averaged)."""
+    deadline = time.monotonic() + LOAD_SETTLE_S
+    while os.getloadavg()[0] > LOAD_LIMIT and time.monotonic() < deadline:
+        time.sleep(5)
+    return os.getloadavg()[0]
+
+
+def mark_loaded(table: list, loads: dict[str, float]) -> None:
+    """Appends ``(load 2.3)`` to the "met?" cell of every row whose part (PARTS) started above
+    LOAD_LIMIT; ``loads`` maps a part's name to its load average at the start."""
+    for row in table:
+        for part, numbers in PARTS.items():
+            if row.number in numbers and loads.get(part, 0.0) > LOAD_LIMIT:
+                row.met += f" (load {loads[part]:.1f})"
+
+
 def terminate(signum: int, _frame) -> None:
     """SIGTERM as Ctrl-C, so the cleanup in main() runs."""
     raise KeyboardInterrupt(f"signal {signum}")
@@ -160,8 +188,17 @@ def main(argv: list[str]) -> int:
         f"run {workspace.run_id}: project copy {workspace.directory}, images "
         f"{workspace.prefix}/*, {workspace.project}-* and {workspace.second_project}-*"
     )
+    loads: dict[str, float] = {}
+
+    def start(part: str) -> bool:
+        """Whether ``part`` runs; if so, its load average at the start (after settling)."""
+        if part in args.parts:
+            loads[part] = settled_load()
+            log(f"{part}: load average {loads[part]:.1f} at the start")
+        return part in args.parts
+
     try:
-        if "builds" in args.parts:
+        if start("builds"):
             deadline = started + args.max_minutes * 60 - SERVICES_RESERVE_S
             run_builds(workspace, results, args.build_reps, deadline)
             disk_usage(workspace, results)
@@ -171,7 +208,7 @@ def main(argv: list[str]) -> int:
             # the end (a build on the user's base would leave its layers)
             workspace.base_image = workspace.fresh_base("only")
             log(f"  {build_stack(workspace).seconds:.0f} s")
-        if "services" in args.parts:
+        if start("services"):
             run_services(
                 workspace,
                 results,
@@ -182,23 +219,23 @@ def main(argv: list[str]) -> int:
                 batches=args.batches,
                 idle_s=args.idle_seconds,
             )
-        if "dask" in args.parts:
+        if start("dask"):
             _measure(
                 results,
                 11,
                 "Dask: the same search locally, on 1 and on 2 workers",
                 lambda: run_dask(workspace, results, reps=args.dask_reps, idle_s=args.idle_seconds),
             )
-        if "team" in args.parts:
+        if start("team"):
             run_team_figure(workspace, team, args)
-        if "loop" in args.parts:
+        if start("loop"):
             _measure(
                 results,
                 14,
                 f"a training loop logging {args.loop_values:,} values, sync and as jobs log",
                 lambda: run_loop(workspace, results, args.loop_values),
             )
-        if "release" in args.parts:
+        if start("release"):
             log("figures 15-18: a released model's image against make serve")
             try:
                 run_release(workspace, release)
@@ -237,10 +274,16 @@ def main(argv: list[str]) -> int:
         + ("" if not args.only else f" (figures {', '.join(map(str, args.figures))} only)")
         + f"; {'; '.join(parts[part] for part in args.parts)}; "
         f"idle RSS read {args.idle_seconds:.0f} s after start; load average "
-        f"{load_text(load_before)} before, {load_text(os.getloadavg())} after."
+        f"{load_text(load_before)} before, {load_text(os.getloadavg())} after; at the start of "
+        "each part (after up to "
+        f"{LOAD_SETTLE_S} s for the previous part's load to fade): "
+        + ", ".join(f"{part} {load:.1f}" for part, load in loads.items())
+        + f". A figure marked (load N) was measured in a part that started above {LOAD_LIMIT}: "
+        "the machine was busy with more than this run."
     )
     table = rows(results, args.figures) + (team_rows(team) if "team" in args.parts else [])
     table += release_rows(release) if "release" in args.parts else []
+    mark_loaded(table, loads)
     text = document(results, machine_info, settings, args.figures)
     text = text.replace(table_markdown(rows(results, args.figures)), table_markdown(table))
     if "team" in args.parts:

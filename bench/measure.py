@@ -493,13 +493,19 @@ def disk_usage(ws: Workspace, results: Results) -> None:
 
 # ---------------------------------------------------------------- Dask (figures 11 and 12)
 
-# Figure 11's search: sweep.py's default grid and folds (8 candidates of 25 to 200 trees x 5
-# folds = 40 fits of 0.1 to 0.8 CPU seconds each here, far above Dask's milliseconds per task),
-# run by the code sweep.py runs (cross_validate_grid)
-DASK_GRID = {"n_estimators": [25, 50, 100, 200], "max_depth": [3, 6]}
+# Figure 11's search: the code sweep.py runs (cross_validate_grid) on a grid large enough for
+# real work (12 candidates x 5 folds = 60 fits of about 0.4 to 2.5 CPU seconds each here: about
+# 75 s in one process), many fits of similar size so the last one leaves a worker idle briefly
+DASK_GRID = {"n_estimators": [500, 1000, 1500, 2000], "max_depth": [4, 8, 16]}
 DASK_FOLDS = 5
-# The settings of figure 11, by name: where the search runs, and the workers `make up` starts
-DASK_SETTINGS = {"local": 0, "1 worker": 1, "2 workers": 2}
+# The settings of figure 11, by name: the Dask workers `make up` starts (0: no cluster, the
+# search runs in the runner) and, without a cluster, joblib's n_jobs (1: in one process)
+DASK_SETTINGS = {
+    "local": (0, 1),
+    "joblib n_jobs=2": (0, 2),
+    "1 worker": (1, 1),
+    "2 workers": (2, 1),
+}
 
 
 def dask_containers(ws: Workspace) -> dict[str, Container]:
@@ -526,11 +532,14 @@ def scale_dask(ws: Workspace, workers: int, results: Results) -> None:
     log(f"  cluster at {workers} worker{'s' if workers > 1 else ''} in {seconds:.1f} s")
 
 
-def probe_search(ws: Workspace, workers: int, grid: dict[str, list[int]], folds: int) -> dict:
+def probe_search(
+    ws: Workspace, workers: int, grid: dict[str, list[int]], folds: int, jobs: int = 1
+) -> dict:
     """bench/probe_dask.py in a runner container (`docker compose run`): the search on
-    ``workers`` Dask workers, or locally in the runner's one process for 0."""
+    ``workers`` Dask workers, or for 0 locally in the runner with joblib's ``n_jobs=jobs``."""
     args = ["run", "--rm", "-T", "bash", "python", "bench/probe_dask.py"]
     args += ["--where", "cluster" if workers else "local", "--workers", str(max(workers, 1))]
+    args += ["--jobs", str(jobs)]
     for name, values in grid.items():
         args += [f"--{name.replace('_', '-')}", *map(str, values)]
     _, output = ws.compose(*args, "--folds", str(folds), timeout=1200)
@@ -549,24 +558,24 @@ def run_dask(ws: Workspace, results: Results, reps: int, idle_s: float) -> None:
     results.dask_up_s.setdefault("make up WORKERS=2", []).append(seconds)
     settle(time.perf_counter(), idle_s)
     results.dask_idle_rss_bytes = median_rss(dask_containers(ws))
-    # The cluster runs 2 workers at the start of each round; the local search runs while the
+    # The cluster runs 2 workers at the start of each round; the local searches run while the
     # 1-worker cluster idles
-    order = ("2 workers", "1 worker", "local")
+    order = ("2 workers", "1 worker", "local", "joblib n_jobs=2")
     for rep in range(reps):
         if rep:
             scale_dask(ws, 2, results)
         for name in order:
-            workers = DASK_SETTINGS[name]
+            workers, jobs = DASK_SETTINGS[name]
             if workers == 1:
                 scale_dask(ws, 1, results)
             log(f"search, {name} ({rep + 1}/{reps})")
             try:
-                probe = probe_search(ws, workers, DASK_GRID, DASK_FOLDS)
+                probe = probe_search(ws, workers, DASK_GRID, DASK_FOLDS, jobs)
             except BenchError as error:
                 # Once more on a shared machine, after `make up` brought the cluster back
                 log(f"  failed, once more: {str(error).splitlines()[-1]}")
                 scale_dask(ws, max(workers, 1), results)
-                probe = probe_search(ws, workers, DASK_GRID, DASK_FOLDS)
+                probe = probe_search(ws, workers, DASK_GRID, DASK_FOLDS, jobs)
             results.dask_probes.setdefault(name, []).append(probe)
             results.dask_search_s.setdefault(name, []).append(probe["seconds"])
             log(f"  {probe['seconds']:.1f} s")

@@ -1,15 +1,18 @@
 """Search probe, run inside the runner container (figure 11 of `make bench`).
 
 Times one hyperparameter search, ``cross_validate_grid()`` of the project's package (the code
-sweep.py runs, without its MLflow logging), either locally in this one process (joblib's
-sequential backend: ``n_jobs=1``) or on the Dask cluster of `make up WORKERS=N` (as sweep.py
-calls it, inside ``cluster.parallel``). Prints one JSON object on
+sweep.py runs, without its MLflow logging), either locally (``--jobs 1``: joblib's sequential
+backend, in this one process; ``--jobs N``: joblib's default loky backend with ``n_jobs=N``
+worker processes, what a user on one machine would use instead of Dask) or on the Dask cluster
+of `make up WORKERS=N` (as sweep.py calls it, inside ``cluster.parallel``). Prints one JSON
+object on
 stdout, last: ``{"where": "local"|"cluster", "workers": N, "seconds": <wall time of the
 search>, "warmup_s": {...}, "fits": <fits>, "fit_s": <seconds inside model.fit, summed>,
 "start": <epoch s>, "stop": <epoch s>, "tasks": [...]}``; on the cluster ``tasks`` holds the
 scheduler's task stream of the search (one entry per Dask task, that is per fit: ``worker``, ``start``/``stop`` of its computation in epoch seconds, ``transfer_s`` and
 ``deserialize_s``), so the host can tell fits from overhead; ``cpu_s`` has the CPU seconds
-each process that fits (the workers, or this one) got during the search, which tells whether
+each process that fits (the Dask workers, this one, or this one and its loky workers) got
+during the search, which tells whether
 they had a core each on a shared machine. Containers share the host's clock.
 
 Before the timed search each process that will fit (this one, or every worker) imports
@@ -73,6 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--where", choices=("local", "cluster"), required=True)
     parser.add_argument("--workers", type=int, default=1, help="workers to wait for")
+    parser.add_argument("--jobs", type=int, default=1, help="local: joblib's n_jobs")
     parser.add_argument("--n-estimators", type=int, nargs="+", required=True)
     parser.add_argument("--max-depth", type=int, nargs="+", required=True)
     parser.add_argument("--folds", type=int, required=True)
@@ -92,17 +96,41 @@ def main() -> None:
         client.wait_for_workers(args.workers, timeout=120)
         warmup = client.run(warm_up)
         backend = cluster.parallel(client)
-    else:
+    elif args.jobs == 1:
         warmup = {"local": warm_up()}
         # One process: what joblib runs for n_jobs=1
         backend = joblib.parallel_config(backend="sequential")
+    else:
+        warmup = {"local": warm_up()}
+        # loky's worker processes, started (and warmed up) before the timed search, as they
+        # stay alive between searches
+        backend = joblib.parallel_config(backend="loky", n_jobs=args.jobs)
+        with backend:
+            joblib.Parallel()(joblib.delayed(warm_up)() for _ in range(args.jobs))
+
+    def cpu_seconds() -> dict[str, float]:
+        """CPU seconds (user + system) of each process that fits, by name."""
+        if client is not None:
+            return client.run(time.process_time)
+        import psutil
+
+        seconds = {"local": time.process_time()}
+        for child in psutil.Process().children(recursive=True):
+            try:
+                times = child.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            seconds[f"loky {child.pid}"] = times.user + times.system
+        return seconds
 
     records: list[dict] = []
-    cpu_before = client.run(time.process_time) if client else {"local": time.process_time()}
+    cpu_before = cpu_seconds()
     start = time.time()
     started = time.perf_counter()
     if client is None:
         with backend:
+            # What the project's Parallel(n_jobs=-1) really runs under this setting
+            jobs = joblib.effective_n_jobs(-1)
             results = cross_validate_grid(grid, args.folds)
     else:
         from distributed import get_task_stream
@@ -112,8 +140,8 @@ def main() -> None:
         records = stream.data
     seconds = time.perf_counter() - started
     stop = time.time()
-    cpu_after = client.run(time.process_time) if client else {"local": time.process_time()}
-    cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
+    cpu_after = cpu_seconds()
+    cpu = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
     workers = len(client.scheduler_info(n_workers=-1)["workers"]) if client else 0
     if client is not None:
         client.close()
@@ -122,6 +150,7 @@ def main() -> None:
             {
                 "where": args.where,
                 "workers": workers,
+                "jobs": jobs if client is None else None,
                 "seconds": seconds,
                 "warmup_s": warmup,
                 "fits": len(results) * args.folds,

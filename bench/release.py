@@ -9,6 +9,7 @@ CONCURRENCY sessions side by side for the throughput)."""
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 import time
@@ -69,13 +70,16 @@ def first_prediction(url: str, body: dict, started: float, limit: float = 300) -
 def load(url: str, rows: dict, batch: dict) -> tuple[list[float], float]:
     """The latency of LATENCY_REQUESTS one-row requests in sequence, and the rows per second of
     BATCHES ``batch`` requests from CONCURRENCY sessions side by side (each part stops at
-    LOAD_LIMIT_S)."""
+    LOAD_LIMIT_S). The bodies are encoded once: the clients share the server's cores, and
+    encoding 1,000 rows per request would take their time from the servers."""
+    headers = {"Content-Type": "application/json"}
+    rows, batch = json.dumps(rows).encode(), json.dumps(batch).encode()
     latencies = []
     with requests.Session() as session:
         deadline = time.perf_counter() + LOAD_LIMIT_S
         for _ in range(LATENCY_REQUESTS):
             start = time.perf_counter()
-            answer = session.post(f"{url}/invocations", json=rows, timeout=30)
+            answer = session.post(f"{url}/invocations", data=rows, headers=headers, timeout=30)
             latencies.append(time.perf_counter() - start)
             if answer.status_code != 200:
                 raise BenchError(f"{url} answered {answer.status_code}: {answer.text[:300]}")
@@ -88,7 +92,9 @@ def load(url: str, rows: dict, batch: dict) -> tuple[list[float], float]:
             for _ in range(count):
                 if time.perf_counter() > deadline:
                     break
-                session.post(f"{url}/invocations", json=batch, timeout=120).raise_for_status()
+                session.post(
+                    f"{url}/invocations", data=batch, headers=headers, timeout=120
+                ).raise_for_status()
                 done += BATCH_ROWS
             return done
 

@@ -222,11 +222,13 @@ def test_train_starts_the_tracking_server_when_the_stack_is_down(docker_client, 
     stack.up()
 
 
-@pytest.mark.parametrize("page", ["README.md", "docs/quick-start.md"])
-def test_the_quick_start_commands_work_as_written(stack, page):
-    # As the page has them, in the stack's copy (a fresh clone with the fixture project); the
-    # stack is up already, so `make up` finds it running
+def test_the_quick_start_commands_work_as_written(stack):
+    # As the pages have them, in the stack's copy (a fresh clone with the fixture project); the
+    # stack is up already, so `make up` finds it running. The README's quick start is the
+    # manual's, command for command: running them once proves both
+    page = "docs/quick-start.md"
     commands = console_commands(REPO_ROOT / page)
+    assert console_commands(REPO_ROOT / "README.md") == commands
     assert commands[0] == "make up" and "train.py" in commands[1], commands
     for command in commands:
         result = run(["bash", "-c", command], stack.directory, stack.env, timeout=900)

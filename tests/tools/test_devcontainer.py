@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import project_image_ref, run
-from tests.helpers import Project, unique_name
+from tests.helpers import Project, private_copy, project_image_ref, project_resources, run
 
 pytestmark = pytest.mark.tools
 
@@ -32,22 +31,31 @@ def devcontainer(cli: Path, project: Project, *args: str, timeout: float = 600):
     return run([str(cli), command, *options, *rest], project.directory, project.env, timeout)
 
 
-@pytest.fixture
-def dev_container(devcontainer_cli, new_project, built_images) -> tuple[Project, dict]:
-    """A project copy opened as a dev container: `make build` (its own images and .env), then
-    `devcontainer up`.
+@pytest.fixture(scope="module")
+def dev_container(
+    devcontainer_cli, tmp_path_factory, test_uid, docker_client, built_images
+) -> tuple[Project, dict]:
+    """A project copy opened as a dev container once for the module: `make build` (its own
+    images and .env), then `devcontainer up`; taken down with its volumes at the end.
 
     Returns:
         The project and the CLI's JSON result (outcome, containerId, remoteUser, ...).
     """
-    project = new_project("devcontainer project", unique_name("devcontainer"))
-    made = project.make("build")
-    assert made.returncode == 0, made.stderr
-    result = devcontainer(devcontainer_cli, project, "up")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    outcome = json.loads(result.stdout.strip().splitlines()[-1])
-    assert outcome["outcome"] == "success", outcome
-    return project, outcome
+    directory, env = private_copy(tmp_path_factory.mktemp("devcontainer"), "devcontainer", test_uid)
+    project = Project(directory, env)
+    try:
+        made = project.make("build")
+        assert made.returncode == 0, made.stderr
+        result = devcontainer(devcontainer_cli, project, "up")
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        outcome = json.loads(result.stdout.strip().splitlines()[-1])
+        assert outcome["outcome"] == "success", outcome
+        yield project, outcome
+    finally:
+        if (directory / ".env").exists():
+            project.down()
+            left = project_resources(docker_client, project.name)
+            assert not left, f"teardown left {left}"
 
 
 def test_devcontainer_up_attaches_to_the_runner_with_mlflow_and_jupyter_beside_it(

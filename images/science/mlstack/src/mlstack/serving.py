@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import datetime
 import json
 import logging
 import os
 import random
 import socket
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -33,13 +35,27 @@ from typing import Any
 # At module level: FastAPI reads the routes' annotations (Request) from the module's names
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.background import BackgroundTask
 
 logger = logging.getLogger("mlstack.serving")
 
-# The request being answered, as the prediction thread sees it (asyncio.to_thread copies it):
-# (request id, time received as ISO 8601 UTC), or None when this request is not recorded
-_request: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
-    "mlstack_request", default=None
+
+@dataclasses.dataclass
+class Record:
+    """One request chosen for the record: its id, when it was received (ISO 8601 UTC), and,
+    once predicted, the inputs as the model received them (a DataFrame, rows × columns) and the
+    predictions (array-like, one per row)."""
+
+    request_id: str
+    received: str
+    inputs: Any = None
+    outputs: Any = None
+
+
+# The record of the request being answered, as the prediction thread sees it (asyncio.to_thread
+# copies the context; the thread fills the record in), or None when this request is not recorded
+_record: contextvars.ContextVar[Record | None] = contextvars.ContextVar(
+    "mlstack_record", default=None
 )
 
 
@@ -70,6 +86,7 @@ class Recorder:
     def __init__(self, folder: Path | None, sample: float) -> None:
         self.sample = sample
         self.file = None
+        self.lock = threading.Lock()
         if folder is None or sample <= 0:
             return
         path = folder / f"requests-{socket.gethostname()}-{os.getpid()}.jsonl"
@@ -89,37 +106,39 @@ class Recorder:
         """Whether the request being received is recorded (one draw per request)."""
         return self.file is not None and random.random() < self.sample
 
-    def write(self, request: tuple[str, str], inputs: Any, outputs: Any) -> None:
-        """Append one request's record; ``inputs`` as the model received them (a DataFrame,
-        rows × columns), ``outputs`` its predictions (array-like, one per row)."""
+    def write(self, record: Record) -> None:
+        """Append one request's record (after its answer was sent: off the request's path)."""
         import numpy as np
         import pandas as pd
 
-        request_id, received = request
+        inputs, outputs = record.inputs, record.outputs
         frame = inputs if isinstance(inputs, pd.DataFrame) else pd.DataFrame(inputs)
         predictions = outputs.to_numpy() if hasattr(outputs, "to_numpy") else np.asarray(outputs)
         line = (
-            f'{{"time": {json.dumps(received)}, "request_id": {json.dumps(request_id)}, '
+            f'{{"time": {json.dumps(record.received)}, '
+            f'"request_id": {json.dumps(record.request_id)}, '
             f'"inputs": {frame.to_json(orient="split", index=False)}, '
             f'"outputs": {pd.Series(predictions.tolist()).to_json(orient="values")}}}\n'
         )
-        self.file.write(line)
+        # Background tasks of one worker may write side by side: whole lines only
+        with self.lock:
+            self.file.write(line)
 
 
 class RecordedModel:
-    """A pyfunc model whose predictions of recorded requests go to a :class:`Recorder`; what
-    MLflow's scoring code uses of the model (``metadata``, ``predict``) is the model's own."""
+    """A pyfunc model that keeps the inputs and predictions of a recorded request in its
+    :class:`Record`; what MLflow's scoring code uses of the model (``metadata``, ``predict``) is
+    the model's own."""
 
-    def __init__(self, model: Any, recorder: Recorder) -> None:
+    def __init__(self, model: Any) -> None:
         self.model = model
         self.metadata = model.metadata
-        self.recorder = recorder
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
-        """The model's predictions for ``data``, recorded when the request was chosen."""
+        """The model's predictions for ``data``, kept with ``data`` when the request was chosen."""
         outputs = self.model.predict(data, params=params)
-        if (request := _request.get()) is not None:
-            self.recorder.write(request, data, outputs)
+        if (record := _record.get()) is not None:
+            record.inputs, record.outputs = data, outputs
         return outputs
 
 
@@ -138,7 +157,7 @@ def create_app(model_path: str | None = None) -> Any:
     recorder = Recorder(
         Path(folder) if folder else None, float(os.environ.get("MLSTACK_REQUEST_SAMPLE", "1"))
     )
-    model = RecordedModel(scoring_server.load_model_with_mlflow_config(path), recorder)
+    model = RecordedModel(scoring_server.load_model_with_mlflow_config(path))
     input_schema = model.metadata.get_input_schema()
     timeout = float(os.environ.get("MLSTACK_SERVE_TIMEOUT", "60"))
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -162,9 +181,11 @@ def create_app(model_path: str | None = None) -> Any:
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        record = None
         if recorder.chosen():
             now = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
-            _request.set((request_id, now))
+            record = Record(request_id, now)
+            _record.set(record)
         body = await request.body()
         content_type = request.headers.get("content-type", "")
         try:
@@ -194,6 +215,12 @@ def create_app(model_path: str | None = None) -> Any:
             content=result.response,
             media_type=result.mimetype,
             headers={"X-Request-ID": request_id},
+            # Written once the answer is sent (Starlette runs it in its thread pool)
+            background=(
+                BackgroundTask(recorder.write, record)
+                if record is not None and record.inputs is not None
+                else None
+            ),
         )
 
     return app
