@@ -1,6 +1,7 @@
 """Search probe, run inside the runner container (figure 11 of `make bench`).
 
-Times one hyperparameter search, ``cross_validate_grid()`` of the project's package (the code
+Times one hyperparameter search, ``cross_validate_grid()`` of the project's package (the bench's
+project is the tests' fixture project, ``fixture_project``; the code
 sweep.py runs, without its MLflow logging), either locally (``--jobs 1``: joblib's sequential
 backend, in this one process; ``--jobs N``: joblib's default loky backend with ``n_jobs=N``
 worker processes, what a user on one machine would use instead of Dask) or on the Dask cluster
@@ -38,7 +39,7 @@ def warm_up() -> float:
     import sklearn.metrics  # noqa: F401
     import sklearn.model_selection  # noqa: F401
 
-    from mlstack_demo import model
+    from fixture_project import model
 
     model._data(None)
     return time.perf_counter() - started
@@ -85,7 +86,7 @@ def main() -> None:
     import joblib
 
     from mlstack import cluster
-    from mlstack_demo.model import cross_validate_grid
+    from fixture_project.model import cross_validate_grid
 
     grid = {"n_estimators": args.n_estimators, "max_depth": args.max_depth}
     client = None
