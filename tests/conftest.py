@@ -45,11 +45,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Stops a pytest-xdist worker whose grouped tests lack their group in their id: the
     scheduler would then spread a group over every worker, each starting a stack of its own
-    (pytest 9 with pytest-xdist 3.8 did so silently, doubling the suite's time).
-
-    Raises:
-        pytest.UsageError: a test marked ``xdist_group`` has no ``@group`` in its node id.
-    """
+    (pytest 9 with pytest-xdist 3.8 did so silently, doubling the suite's time). The run ends
+    with status 3 and one ``error:`` line per worker."""
     if not getattr(session.config.option, "loadgroup", False):
         return
     ungrouped = [
@@ -58,10 +55,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if item.get_closest_marker("xdist_group") and "@" not in item.nodeid
     ]
     if ungrouped:
-        raise pytest.UsageError(
-            f"pytest-xdist did not group {len(ungrouped)} tests (e.g. {ungrouped[0]}); "
-            "pin pytest and pytest-xdist versions that work together in tests/requirements.in"
+        message = (
+            f"pytest-xdist did not group {len(ungrouped)} tests (e.g. {ungrouped[0]}); pin "
+            "pytest and pytest-xdist versions that work together in tests/requirements.in"
         )
+        # Straight to the terminal: xdist shows a worker's exit only as an INTERNALERROR
+        os.write(2, f"error: {message}\n".encode())
+        pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.fixture(scope="session")
