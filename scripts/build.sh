@@ -149,6 +149,8 @@ source_url="$(git config --get remote.origin.url 2>/dev/null || true)"
 # A clone of a local folder names a path: not a source anyone else can fetch, and it would make
 # two checkouts of one commit label (and so tag) the shared images differently
 case "$source_url" in *://* | *@*:*) ;; *) source_url="" ;; esac
+# The stack's own package, built into the project's images
+package=images/science/mlstack
 build_image() { # build_image NAME [SERVICE]: one image; SERVICE for the project's images
   local name="$1" service="${2:-}" from image dockerfile inputs revision created start=$SECONDS
   local extra=()
@@ -156,7 +158,8 @@ build_image() { # build_image NAME [SERVICE]: one image; SERVICE for the project
     from="$(stack_image "$service")"
     image="$project-$service:$MLSTACK_VERSION"
     dockerfile=images/project/Dockerfile
-    inputs=(images/project requirements.txt wheels)
+    # The stack's package is installed in the project's images (images/project/Dockerfile)
+    inputs=(images/project "$package" requirements.txt wheels)
     # make clean finds this project's older images by it
     extra=(--label "mlstack.project=$project")
   else
@@ -164,7 +167,9 @@ build_image() { # build_image NAME [SERVICE]: one image; SERVICE for the project
     [ -z "${parent_of[$name]}" ] || from="$(stack_image "${parent_of[$name]}")"
     image="$(stack_image "$name")"
     dockerfile="images/$name/Dockerfile"
-    inputs=("images/$name")
+    # Not the stack's package below images/science: a change to it must not relabel (and so
+    # rebuild) the shared images
+    inputs=("images/$name" ":(exclude)$package")
     extra=(--tag "$MLSTACK_IMAGE_PREFIX/$name:latest")
   fi
   # Revision and date of the last commit that changed this image's own files: labels that
