@@ -90,11 +90,12 @@ def released(stack, docker_client) -> str:
     image = result.stdout.strip().splitlines()[-1]
     assert image == f"{stack.project}-model-{MODEL}:1", result.stdout
     yield image
-    # Every tag the module made: the release, its commit tag, the registry's copies
-    for found in docker_client.images.list():
-        for tag in found.tags:
-            if f"{stack.project}-model-" in tag:
-                docker_client.images.remove(tag, force=True)
+    # Every image the module made, by the title make release labels it with: the release with
+    # its commit tag and the registry's copies, and the first build, left untagged when the
+    # release with REGISTRY= built the image again and took its tags
+    title = f"org.opencontainers.image.title={stack.project}-model-{MODEL}"
+    for found in docker_client.images.list(filters={"label": title}):
+        docker_client.images.remove(found.id, force=True)
 
 
 @pytest.fixture(scope="module")
