@@ -80,7 +80,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--dask-reps",
         type=int,
         default=2,
-        help="searches per setting (locally in one process and with joblib n_jobs=2, on 1 and 2 workers)",
+        help="searches per setting (one process, joblib n_jobs=2, 1 and 2 workers)",
     )
     parser.add_argument(
         "--idle-seconds", type=float, default=30, help="wait after start before reading idle RSS"
@@ -223,7 +223,7 @@ def main(argv: list[str]) -> int:
             _measure(
                 results,
                 11,
-                "Dask: the same search locally, on 1 and on 2 workers",
+                "Dask: the same search in one process, with joblib n_jobs=2, on 1 and on 2 workers",
                 lambda: run_dask(workspace, results, reps=args.dask_reps, idle_s=args.idle_seconds),
             )
         if start("team"):

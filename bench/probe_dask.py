@@ -1,20 +1,18 @@
 """Search probe, run inside the runner container (figure 11 of `make bench`).
 
-Times one hyperparameter search, ``cross_validate_grid()`` of the project's package (the bench's
-project is the tests' fixture project, ``fixture_project``; the code
-sweep.py runs, without its MLflow logging), either locally (``--jobs 1``: joblib's sequential
-backend, in this one process; ``--jobs N``: joblib's default loky backend with ``n_jobs=N``
-worker processes, what a user on one machine would use instead of Dask) or on the Dask cluster
-of `make up WORKERS=N` (as sweep.py calls it, inside ``cluster.parallel``). Prints one JSON
-object on
+Times one hyperparameter search, ``cross_validate_grid()`` of the project's package (the code
+sweep.py runs, without its MLflow logging; the bench's project is the tests' fixture project,
+``fixture_project``), either locally (``--jobs 1``: joblib's sequential backend, in this one
+process; ``--jobs N``: joblib's default loky backend with ``n_jobs=N`` worker processes, what a
+user on one machine would use instead of Dask) or on the Dask cluster of `make up WORKERS=N`
+(as sweep.py calls it, inside ``cluster.parallel``). Prints one JSON object on
 stdout, last: ``{"where": "local"|"cluster", "workers": N, "seconds": <wall time of the
 search>, "warmup_s": {...}, "fits": <fits>, "fit_s": <seconds inside model.fit, summed>,
 "start": <epoch s>, "stop": <epoch s>, "tasks": [...]}``; on the cluster ``tasks`` holds the
 scheduler's task stream of the search (one entry per Dask task, that is per fit: ``worker``, ``start``/``stop`` of its computation in epoch seconds, ``transfer_s`` and
 ``deserialize_s``), so the host can tell fits from overhead; ``cpu_s`` has the CPU seconds
 each process that fits (the Dask workers, this one, or this one and its loky workers) got
-during the search, which tells whether
-they had a core each on a shared machine. Containers share the host's clock.
+during the search, which tells whether they had a core each on a shared machine. Containers share the host's clock.
 
 Before the timed search each process that will fit (this one, or every worker) imports
 scikit-learn and loads the data once, as it would have after any earlier search; how long that
@@ -97,17 +95,17 @@ def main() -> None:
         client.wait_for_workers(args.workers, timeout=120)
         warmup = client.run(warm_up)
         backend = cluster.parallel(client)
-    elif args.jobs == 1:
-        warmup = {"local": warm_up()}
-        # One process: what joblib runs for n_jobs=1
-        backend = joblib.parallel_config(backend="sequential")
     else:
         warmup = {"local": warm_up()}
-        # loky's worker processes, started (and warmed up) before the timed search, as they
-        # stay alive between searches
-        backend = joblib.parallel_config(backend="loky", n_jobs=args.jobs)
-        with backend:
-            joblib.Parallel()(joblib.delayed(warm_up)() for _ in range(args.jobs))
+        if args.jobs == 1:
+            # One process: what joblib runs for n_jobs=1
+            backend = joblib.parallel_config(backend="sequential")
+        else:
+            # loky's worker processes, started (and warmed up) before the timed search, as they
+            # stay alive between searches
+            backend = joblib.parallel_config(backend="loky", n_jobs=args.jobs)
+            with backend:
+                joblib.Parallel()(joblib.delayed(warm_up)() for _ in range(args.jobs))
 
     def cpu_seconds() -> dict[str, float]:
         """CPU seconds (user + system) of each process that fits, by name."""
