@@ -19,23 +19,25 @@ Settings (environment variables, set in the image; ``docker run -e`` changes the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
 import datetime
 import json
 import logging
 import os
+import queue
 import random
 import socket
 import threading
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 # At module level: FastAPI reads the routes' annotations (Request) from the module's names
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.background import BackgroundTask
 
 logger = logging.getLogger("mlstack.serving")
 
@@ -78,6 +80,9 @@ class Recorder:
     ``{"time": ISO 8601 UTC, "request_id": str, "inputs": {"columns": [...], "data": [[...]]},
     "outputs": [...]}``; monitor.py reads them.
 
+    A request only queues its record; one writer thread per worker encodes and writes it, off
+    the request's path. :meth:`close` writes what is queued (at the server's stop).
+
     Args:
         folder: where the files go; ``None`` records nothing.
         sample: the share of requests recorded, 0 to 1.
@@ -86,12 +91,13 @@ class Recorder:
     def __init__(self, folder: Path | None, sample: float) -> None:
         self.sample = sample
         self.file = None
-        self.lock = threading.Lock()
+        self.queue: queue.SimpleQueue[Record | None] = queue.SimpleQueue()
+        self.writer: threading.Thread | None = None
         if folder is None or sample <= 0:
             return
         path = folder / f"requests-{socket.gethostname()}-{os.getpid()}.jsonl"
         try:
-            self.file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+            self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115
         except OSError as error:
             # Serving goes on without records: a prediction matters more than its record
             logger.warning(
@@ -101,28 +107,53 @@ class Recorder:
                 error.strerror,
                 os.getuid(),
             )
+            return
+        self.writer = threading.Thread(target=self._drain, name="mlstack-recorder", daemon=True)
+        self.writer.start()
 
     def chosen(self) -> bool:
         """Whether the request being received is recorded (one draw per request)."""
         return self.file is not None and random.random() < self.sample
 
-    def write(self, record: Record) -> None:
-        """Append one request's record (after its answer was sent: off the request's path)."""
+    def put(self, record: Record) -> None:
+        """Queue one request's record for the writer thread (microseconds: never waits)."""
+        self.queue.put(record)
+
+    def close(self) -> None:
+        """Write every queued record, then close the file (blocks until written)."""
+        if self.writer is not None:
+            self.queue.put(None)
+            self.writer.join()
+            self.file.close()
+            self.writer = None
+
+    def _drain(self) -> None:
+        while (record := self.queue.get()) is not None:
+            try:
+                self.file.write(self.line(record))
+                # Whole lines reach the file when no request waits: monitor.py reads them live
+                if self.queue.empty():
+                    self.file.flush()
+            except Exception:  # noqa: BLE001 - a record lost is logged, the writer goes on
+                logger.exception("the record of request %s was not written", record.request_id)
+
+    @staticmethod
+    def line(record: Record) -> str:
+        """One record as its JSON line. ``to_json(orient="values")``: 10 µs for one row, where
+        ``orient="split"`` takes 0.3 ms; both write dates and NaN alike."""
         import numpy as np
         import pandas as pd
 
         inputs, outputs = record.inputs, record.outputs
         frame = inputs if isinstance(inputs, pd.DataFrame) else pd.DataFrame(inputs)
         predictions = outputs.to_numpy() if hasattr(outputs, "to_numpy") else np.asarray(outputs)
-        line = (
+        columns = json.dumps([str(column) for column in frame.columns])
+        return (
             f'{{"time": {json.dumps(record.received)}, '
             f'"request_id": {json.dumps(record.request_id)}, '
-            f'"inputs": {frame.to_json(orient="split", index=False)}, '
+            f'"inputs": {{"columns": {columns}, "data": {frame.to_json(orient="values")}}}, '
             f'"outputs": {pd.Series(predictions.tolist()).to_json(orient="values")}}}\n'
         )
-        # Background tasks of one worker may write side by side: whole lines only
-        with self.lock:
-            self.file.write(line)
 
 
 class RecordedModel:
@@ -160,7 +191,14 @@ def create_app(model_path: str | None = None) -> Any:
     model = RecordedModel(scoring_server.load_model_with_mlflow_config(path))
     input_schema = model.metadata.get_input_schema()
     timeout = float(os.environ.get("MLSTACK_SERVE_TIMEOUT", "60"))
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # At the stop (SIGTERM): the queued records are written before the worker exits
+        recorder.close()
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
     def error(status: int, code: str, message: str, request_id: str) -> Response:
         return JSONResponse(
@@ -211,16 +249,12 @@ def create_app(model_path: str | None = None) -> Any:
         if result.status != 200:
             # MLflow's own answers to an unsupported content type or charset (415): plain text
             return error(result.status, "BAD_REQUEST", one_line(result.response), request_id)
+        if record is not None and record.inputs is not None:
+            recorder.put(record)
         return Response(
             content=result.response,
             media_type=result.mimetype,
             headers={"X-Request-ID": request_id},
-            # Written once the answer is sent (Starlette runs it in its thread pool)
-            background=(
-                BackgroundTask(recorder.write, record)
-                if record is not None and record.inputs is not None
-                else None
-            ),
         )
 
     return app
