@@ -38,6 +38,7 @@ from typing import Any
 # At module level: FastAPI reads the routes' annotations (Request) from the module's names
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.background import BackgroundTask
 
 logger = logging.getLogger("mlstack.serving")
 
@@ -207,6 +208,9 @@ def create_app(model_path: str | None = None) -> Any:
             headers={"X-Request-ID": request_id},
         )
 
+    async def queue_record(record: Record) -> None:
+        recorder.put(record)
+
     @app.get("/ping")
     @app.get("/health")
     async def ping() -> Response:
@@ -249,12 +253,15 @@ def create_app(model_path: str | None = None) -> Any:
         if result.status != 200:
             # MLflow's own answers to an unsupported content type or charset (415): plain text
             return error(result.status, "BAD_REQUEST", one_line(result.response), request_id)
-        if record is not None and record.inputs is not None:
-            recorder.put(record)
+        recorded = record is not None and record.inputs is not None
         return Response(
             content=result.response,
             media_type=result.mimetype,
             headers={"X-Request-ID": request_id},
+            # Queued once the answer is sent: the writer thread then takes the GIL while the
+            # client reads, not while this worker sends. An async task runs on the event loop
+            # itself, where a plain function would take a hop through Starlette's thread pool
+            background=BackgroundTask(queue_record, record) if recorded else None,
         )
 
     return app
