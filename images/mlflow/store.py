@@ -66,6 +66,14 @@ class StoreUnreachable(StoreError):
     container exits 1 and its restart policy starts it again)."""
 
 
+def open_store(path: Path) -> sqlite3.Connection:
+    """A connection to the existing SQLite database ``path`` (never creates one), read-write
+    although the callers only read: a server killed in the middle of a write leaves a hot
+    journal, which only a writer can roll back. Read-only, SQLite answers "attempt to write a
+    readonly database" and the tracking server would never start again."""
+    return sqlite3.connect(f"file:{path}?mode=rw", uri=True)
+
+
 def sqlite_snapshot(source: Path, target: Path) -> None:
     """Copy a live SQLite database with SQLite's online backup API (consistent even while the
     server writes), then check the copy with ``PRAGMA integrity_check``.
@@ -73,7 +81,7 @@ def sqlite_snapshot(source: Path, target: Path) -> None:
     Raises:
         StoreError: when the copy is not intact.
     """
-    with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as live:
+    with open_store(source) as live:
         with sqlite3.connect(target) as copy:
             live.backup(copy)
             (result,) = copy.execute("PRAGMA integrity_check").fetchone()
@@ -83,7 +91,7 @@ def sqlite_snapshot(source: Path, target: Path) -> None:
 
 def integrity(path: Path) -> str:
     """SQLite's ``PRAGMA integrity_check`` of a database file: ``"ok"`` or the problems."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    with open_store(path) as db:
         return db.execute("PRAGMA integrity_check").fetchone()[0]
 
 
@@ -101,7 +109,7 @@ def schema_revisions():
 
 def store_revision(path: Path) -> str | None:
     """The alembic revision a SQLite store is at, or None for a new store (no tables yet)."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    with open_store(path) as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
         if "alembic_version" not in tables:
             return None
