@@ -10,6 +10,7 @@ CONCURRENCY sessions side by side for the throughput)."""
 from __future__ import annotations
 
 import json
+import queue
 import re
 import statistics
 import time
@@ -71,9 +72,9 @@ def first_prediction(url: str, body: dict, started: float, limit: float = 300) -
 
 def load(url: str, rows: dict, batch: dict) -> tuple[list[float], float]:
     """The latency of LATENCY_REQUESTS one-row requests in sequence, and the rows per second of
-    BATCHES ``batch`` requests from CONCURRENCY sessions side by side (each part stops at
-    LOAD_LIMIT_S). The bodies are encoded once: the clients share the server's cores, and
-    encoding 1,000 rows per request would take their time from the servers."""
+    BATCHES ``batch`` requests from CONCURRENCY sessions side by side, taken from one pool (each
+    part stops at LOAD_LIMIT_S). The bodies are encoded once: the clients share the server's
+    cores, and encoding 1,000 rows per request would take their time from the servers."""
     headers = {"Content-Type": "application/json"}
     rows, batch = json.dumps(rows).encode(), json.dumps(batch).encode()
     latencies = []
@@ -88,22 +89,32 @@ def load(url: str, rows: dict, batch: dict) -> tuple[list[float], float]:
             if time.perf_counter() > deadline:
                 break
 
-    def sender(count: int) -> int:
+    # One pool of BATCHES for all clients: a client takes the next batch when its answer came,
+    # so a worker whose connections answer sooner serves more of them. With a fixed count per
+    # client, the clients of the worker holding fewer connections finished early and left it idle
+    # (measured: 8 connections split 5 to 3 gave 77,000 rows/s against 87,000 when split 4 to 4)
+    batches = queue.SimpleQueue()
+    for _ in range(BATCHES):
+        batches.put(BATCH_ROWS)
+
+    def sender() -> int:
         with requests.Session() as session:
             done = 0
-            for _ in range(count):
-                if time.perf_counter() > deadline:
+            while time.perf_counter() < deadline:
+                try:
+                    rows_in_batch = batches.get_nowait()
+                except queue.Empty:
                     break
                 session.post(
                     f"{url}/invocations", data=batch, headers=headers, timeout=120
                 ).raise_for_status()
-                done += BATCH_ROWS
+                done += rows_in_batch
             return done
 
     deadline = time.perf_counter() + LOAD_LIMIT_S
     start = time.perf_counter()
     with ThreadPoolExecutor(CONCURRENCY) as pool:
-        done = sum(pool.map(sender, [BATCHES // CONCURRENCY] * CONCURRENCY))
+        done = sum(pool.map(lambda _: sender(), range(CONCURRENCY)))
     return latencies, done / (time.perf_counter() - start)
 
 
