@@ -4,15 +4,16 @@ Times one hyperparameter search, ``cross_validate_grid()`` of the project's pack
 sweep.py runs, without its MLflow logging; the bench's project is the tests' fixture project,
 ``fixture_project``), either locally (``--jobs 1``: joblib's sequential backend, in this one
 process; ``--jobs N``: joblib's default loky backend with ``n_jobs=N`` worker processes, what a
-user on one machine would use instead of Dask) or on the Dask cluster of `make up WORKERS=N`
-(as sweep.py calls it, inside ``cluster.parallel``). Prints one JSON object on
-stdout, last: ``{"where": "local"|"cluster", "workers": N, "seconds": <wall time of the
-search>, "warmup_s": {...}, "fits": <fits>, "fit_s": <seconds inside model.fit, summed>,
-"start": <epoch s>, "stop": <epoch s>, "tasks": [...]}``; on the cluster ``tasks`` holds the
-scheduler's task stream of the search (one entry per Dask task, that is per fit: ``worker``, ``start``/``stop`` of its computation in epoch seconds, ``transfer_s`` and
-``deserialize_s``), so the host can tell fits from overhead; ``cpu_s`` has the CPU seconds
-each process that fits (the Dask workers, this one, or this one and its loky workers) got
-during the search, which tells whether they had a core each on a shared machine. Containers share the host's clock.
+user on one machine would use instead of Dask) or on the Dask cluster of `make up WORKERS=N` (as
+sweep.py calls it, inside ``cluster.parallel``). Prints one JSON object on stdout, last:
+``{"where": "local"|"cluster", "workers": N, "seconds": <wall time of the search>, "warmup_s":
+{...}, "fits": <fits>, "fit_s": <seconds inside model.fit, summed>, "start": <epoch s>, "stop":
+<epoch s>, "tasks": [...]}``; on the cluster ``tasks`` holds the scheduler's task stream of the
+search (one entry per Dask task, that is per fit: ``worker``, ``start``/``stop`` of its computation
+in epoch seconds, ``transfer_s`` and ``deserialize_s``), so the host can tell fits from overhead;
+``cpu_s`` has the CPU seconds each process that fits (the Dask workers, this one, or this one and
+its loky workers) got during the search, which tells whether they had a core each on a shared
+machine. Containers share the host's clock.
 
 Before the timed search each process that will fit (this one, or every worker) imports
 scikit-learn and loads the data once, as it would have after any earlier search; how long that
