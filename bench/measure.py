@@ -40,7 +40,7 @@ HEALTH_DEADLINE_S = 180
 
 @dataclass
 class Build:
-    """One run of scripts/build.sh, read from its output lines as they came.
+    """One run of make build, read from its output lines as they came.
 
     Attributes:
         seconds: wall time of the whole script (the Debian base check and CA copy included).
@@ -110,7 +110,7 @@ class Results:
 
 
 def build_stack(ws: Workspace, project: str | None = None) -> Build:
-    """Run the copy's scripts/build.sh with no argument, as `make build` does: the stack's
+    """Run the copy's make build with no argument, as `make build` does: the stack's
     shared images and the own images of ``project`` (a compose project name, given to the script
     as COMPOSE_PROJECT_NAME; default the run's project).
 
@@ -128,7 +128,7 @@ def build_stack(ws: Workspace, project: str | None = None) -> Build:
     rebuilt: set[str] = set()
     output: list[str] = []
     start = time.perf_counter()
-    with group_process(["scripts/build.sh"], ws.directory, ws.env(project)) as process:
+    with group_process(["python3", "scripts/stackctl", "build"], ws.directory, ws.env(project)) as process:
         for line in process.stdout:
             output.append(line)
             found = re.match(r"build: (\S+) (\(FROM |step \S+: |ready in )", line)
@@ -144,10 +144,10 @@ def build_stack(ws: Workspace, project: str | None = None) -> Build:
         process.wait()
     total = time.perf_counter() - start
     if process.returncode != 0:
-        raise BenchError("scripts/build.sh failed:\n" + "".join(output)[-3000:])
+        raise BenchError("make build failed:\n" + "".join(output)[-3000:])
     missing = [name for name in names.values() if name not in ready]
     if missing:
-        raise BenchError(f"scripts/build.sh did not say it built {', '.join(missing)}")
+        raise BenchError(f"make build did not say it built {', '.join(missing)}")
     ws.record_images(*names)
     order = sorted(started, key=started.get)
     return Build(
@@ -525,10 +525,10 @@ def dask_containers(ws: Workspace) -> dict[str, Container]:
 
 
 def scale_dask(ws: Workspace, workers: int, results: Results) -> None:
-    """Start or rescale the cluster to ``workers`` with scripts/up.sh, the step `make up
+    """Start or rescale the cluster to ``workers`` with make up, the step `make up
     WORKERS=N` runs once the images are built; returns when every container is healthy. The
     seconds go to ``results.dask_up_s`` under ``"to N"``."""
-    seconds, _ = ws.run(["scripts/up.sh", str(workers)], timeout=600)
+    seconds, _ = ws.run(["python3", "scripts/stackctl", "up", str(workers)], timeout=600)
     results.dask_up_s.setdefault(f"to {workers}", []).append(seconds)
     log(f"  cluster at {workers} worker{'s' if workers > 1 else ''} in {seconds:.1f} s")
 
@@ -581,7 +581,7 @@ def run_dask(ws: Workspace, results: Results, reps: int, idle_s: float) -> None:
             results.dask_search_s.setdefault(name, []).append(probe["seconds"])
             log(f"  {probe['seconds']:.1f} s")
     results.dask_busy_rss_bytes = median_rss(dask_containers(ws), samples=1)
-    ws.run(["scripts/up.sh", "0"], timeout=600)
+    ws.run(["python3", "scripts/stackctl", "up", "0"], timeout=600)
 
 
 # ---------------------------------------------------------------- the whole run

@@ -440,7 +440,7 @@ def breakdown_markdown(r: Results) -> str:
         cold = median(r.cold_stack_s)
         rest = cold - level_seconds(r.cold_stack_levels, r.cold_stack_images_s)
         items.append(
-            f"4. cold build per image (scripts/build.sh, in order; [side by side]): {parts}; "
+            f"4. cold build per image (make build, in order; [side by side]): {parts}; "
             f"the rest of the {seconds(cold)} (Debian base check, CA certificates, between "
             f"levels) {seconds(rest)}"
         )
@@ -457,7 +457,7 @@ def breakdown_markdown(r: Results) -> str:
         )
     if r.build_noop_s is not None:
         items.append(
-            f"5. `scripts/build.sh` with nothing changed: {seconds(r.build_noop_s)} "
+            f"5. `make build` with nothing changed: {seconds(r.build_noop_s)} "
             f"(images with a step not from the cache: "
             f"{', '.join(r.build_noop_rebuilt) or 'none'})"
         )
@@ -507,7 +507,7 @@ def breakdown_markdown(r: Results) -> str:
         parts = build_levels(r.second_project_levels, r.second_project_images_s)
         rebuilt = sorted({", ".join(names) or "nothing" for names in r.second_project_rebuilt})
         items.append(
-            f"10. second project's `scripts/build.sh` per image ([side by side]): {parts}; "
+            f"10. second project's `make build` per image ([side by side]): {parts}; "
             f"images with a step not "
             f"from the cache: {'; '.join(rebuilt)} "
             f"(runs: {', '.join(f'{v:.1f}' for v in r.second_project_s)} s)"

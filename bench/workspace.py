@@ -34,9 +34,9 @@ from tests.helpers import REPO_ROOT, copy_project, image_settings
 
 # On every container and volume the benchmark creates with the SDK, so cleanup finds them
 RUN_LABEL = "mlstack.bench.run"
-# The label scripts/build.sh puts on a project's own images (its value: the compose project)
+# The label make build puts on a project's own images (its value: the compose project)
 PROJECT_LABEL = "mlstack.project"
-# The stack's shared images in build order (scripts/build.sh: mlflow, jupyter and bash side by
+# The stack's shared images in build order (make build: mlflow, jupyter and bash side by
 # side), the services with a project image of their own, and the services `make up` starts
 STACK_IMAGES = ("base", "science", "mlflow", "jupyter", "bash")
 PROJECT_SERVICES = ("jupyter", "bash")
@@ -132,12 +132,12 @@ class Workspace:
 
     def project_image(self, service: str, project: str | None = None) -> str:
         """The reference of a project's own image for ``service`` (jupyter or bash), as
-        scripts/build.sh tags it: ``<project>-<service>:<version>``; the run's project when
+        make build tags it: ``<project>-<service>:<version>``; the run's project when
         ``project`` is None, e.g. ``main-bench-ab12cd-bash:0.1.0``."""
         return f"{project or self.project}-{service}:{self.version}"
 
     def images(self, project: str | None = None) -> dict[str, str]:
-        """Every image one full `scripts/build.sh` makes for ``project`` (default the run's),
+        """Every image one full `make build` makes for ``project`` (default the run's),
         by display name (``base`` ... ``bash``, ``project jupyter``, ``project bash``) to
         reference, in build order."""
         refs = {name: self.image(name) for name in STACK_IMAGES}

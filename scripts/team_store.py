@@ -1,4 +1,4 @@
-"""The team store's care, run by scripts/store.sh in the mlflow container of the team stack
+"""The team store's care, run by make's store commands (scripts/stackctl/store.py) in the mlflow container of the team stack
 (compose.team.yaml: MLFLOW_BACKEND_STORE_URI on PostgreSQL, MLFLOW_ARTIFACTS_DESTINATION in the
 S3 object store, whose keys only that container holds). Bind-mounted read-only, not in the image.
 

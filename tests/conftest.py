@@ -77,13 +77,13 @@ def docker_client() -> docker.DockerClient:
 
 @pytest.fixture(scope="session")
 def built_images(docker_client: docker.DockerClient) -> dict[str, str]:
-    """The stack's shared images, built (or found up to date) by scripts/build.sh; each test
+    """The stack's shared images, built (or found up to date) by make build's code; each test
     project builds its own images on them (make up).
 
     Returns:
         Image name (``base``, ``science``, ...) to its versioned reference.
     """
-    result = run(["scripts/build.sh", *IMAGE_NAMES], timeout=1800)
+    result = run(["python3", "scripts/stackctl", "build", *IMAGE_NAMES], timeout=1800)
     assert result.returncode == 0, f"build failed:\n{result.stderr[-4000:]}"
     return {name: image_ref(name) for name in IMAGE_NAMES}
 
@@ -143,7 +143,7 @@ def registry(docker_client, built_images) -> str:
     """Our registry image (built like the stack's images) running on a loopback port with a
     volume of its own, for the swarm's images and released models; its ``host:port``. Removed
     with its volume at the end."""
-    built = run(["scripts/build.sh", "registry"], timeout=900)
+    built = run(["python3", "scripts/stackctl", "build", "registry"], timeout=900)
     assert built.returncode == 0, built.stderr[-3000:]
     name = unique_name("registry")
     settings = image_settings()

@@ -18,10 +18,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def image_group(group: str) -> tuple[str, ...]:
-    """The image names of a group as scripts/build.sh defines them (``stack``, ``team``,
+    """The image names of a group as scripts/stackctl/images.py defines them (``stack``, ``team``,
     ``swarm``), in build order."""
     listed = subprocess.run(
-        ["scripts/build.sh", "--list", group],
+        ["python3", "scripts/stackctl", "build", "--list", group],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -34,7 +34,7 @@ def image_group(group: str) -> tuple[str, ...]:
 # top of jupyter and bash
 IMAGE_NAMES = image_group("stack")
 PROJECT_SERVICES = ("jupyter", "bash")
-# The swarm's helper images on base, built only when named (scripts/build.sh registry gateway)
+# The swarm's helper images on base, built only when named (make build IMAGES="registry gateway")
 SWARM_IMAGE_NAMES = image_group("swarm")
 # The team stack's images (compose.team.yaml, make up TEAM=1), on base: built only when used
 TEAM_IMAGE_NAMES = image_group("team")
@@ -71,7 +71,7 @@ def image_ref(name: str) -> str:
 
 def project_image_ref(project: str, service: str) -> str:
     """The reference of a project's own image for a service (``jupyter`` or ``bash``), as
-    scripts/build.sh tags it and compose.yaml names it, e.g. ``churn-model-bash:0.1.0``."""
+    make build tags it and compose.yaml names it, e.g. ``churn-model-bash:0.1.0``."""
     return f"{project}-{service}:{image_settings()['MLSTACK_VERSION']}"
 
 
@@ -102,7 +102,7 @@ def copy_project(destination: Path) -> Path:
     then the project's own files (:func:`project_files`) replaced by the fixture project's
     (tests/fixture), the project the stack's tests know.
 
-    It is a git clone, with the repo's own remote, so that the image labels scripts/build.sh
+    It is a git clone, with the repo's own remote, so that the image labels make build
     takes from git (revision, date, source) come out as in the repo: a build in the copy then
     reuses the repo's images instead of rebuilding the chain with other labels.
 
@@ -140,7 +140,7 @@ def copy_project(destination: Path) -> Path:
 
 def project_resources(client: docker.DockerClient, project: str) -> list[str]:
     """Names of the containers, volumes, networks and own images that belong to a compose
-    project (its images carry the label mlstack.project=<project>, set by scripts/build.sh)."""
+    project (its images carry the label mlstack.project=<project>, set by make build)."""
     label = {"label": f"com.docker.compose.project={project}"}
     images = client.images.list(filters={"label": f"mlstack.project={project}"})
     return [

@@ -168,7 +168,7 @@ def test_extra_ca_certs_given_once_is_remembered_and_never_dropped_when_unset(
         "".join(f"{line}\n" for line in lines if not line.startswith("EXTRA_CA_CERTS="))
     )
     base = docker_client.images.get(built_images["base"]).id
-    result = run(["scripts/build.sh", "base"], project, env, timeout=600)
+    result = run(["python3", "scripts/stackctl", "build", "base"], project, env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"build: {built_images['base']} step" not in result.stdout, result.stdout
     assert docker_client.images.get(built_images["base"]).id == base

@@ -58,7 +58,7 @@ def test_the_stacks_python_code_is_black_formatted():
 
 def test_every_image_has_a_dockerfile():
     # The stack's shared images, the team stack's, images/project for each project's own, the
-    # swarm's helpers, a released model's (scripts/release.sh)
+    # swarm's helpers, a released model's (make release)
     expected = [*IMAGE_NAMES, *TEAM_IMAGE_NAMES, "project", "release", *SWARM_IMAGE_NAMES]
     assert sorted(p.parent.name for p in DOCKERFILES) == sorted(expected)
 
@@ -175,7 +175,7 @@ def test_published_ports_are_loopback_on_remembered_or_docker_chosen_host_ports(
     compose = yaml.safe_load((REPO_ROOT / "compose.yaml").read_text())
     ports = [port for service in compose["services"].values() for port in service.get("ports", [])]
     assert ports, "compose.yaml publishes no port"
-    # A host port comes from a setting make remembers in .env (scripts/ports.sh); unset, Docker
+    # A host port comes from a setting make remembers in .env (scripts/stackctl/ports.py); unset, Docker
     # picks it. Either way on loopback only
     loopback = r"127\.0\.0\.1:(\$\{MLSTACK_[A-Z_]+_PORT:-\})?:\d+"
     assert all(re.fullmatch(loopback, port) for port in ports), ports

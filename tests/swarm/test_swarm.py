@@ -30,7 +30,7 @@ from tests.helpers import (
 
 pytestmark = [pytest.mark.swarm, pytest.mark.xdist_group("swarm")]
 
-# The node label that places MLflow (scripts/swarm-stack.py)
+# The node label that places MLflow (scripts/stackctl/swarm_stack.py)
 MLFLOW_LABEL = "mlstack.mlflow"
 # A grid of 8 candidates that fits in seconds (sweep.py's default takes minutes on 2 cores)
 SMALL_GRID = ("--n-estimators", "5,10,20,40", "--max-depth", "2,3", "--folds", "3")

@@ -25,7 +25,7 @@ def team_stack(tmp_path_factory, test_uid, docker_client, built_images) -> TeamS
         "team",
         test_uid,
         # The first start migrates a new PostgreSQL database to MLflow's schema: minutes on a
-        # machine busy with other suites (scripts/up.sh waits 180 s by default)
+        # machine busy with other suites (make up waits 180 s by default)
         MLSTACK_UP_TIMEOUT="600",
     )
     stack = TeamStack(directory=directory, env=env)

@@ -22,7 +22,7 @@ TEAM_SERVICES = ("postgres", "s3")
 # The credentials of the team stack that make writes into .env
 SECRET_KEYS = tuple(
     key
-    for key in run(["scripts/env.sh", "--secrets"], REPO_ROOT).stdout.split()
+    for key in run(["python3", "scripts/stackctl", "env", "--secrets"], REPO_ROOT).stdout.split()
     # Jupyter's token is in the URL make up prints, by design
     if key != "JUPYTER_TOKEN"
 )

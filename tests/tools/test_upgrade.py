@@ -22,7 +22,7 @@ from tests.helpers import Project, image_ref, run, unique_name
 pytestmark = pytest.mark.tools
 
 # The later stack version's changes: one per kind of stack file
-STACK_CHANGES = ("images/project/Dockerfile", "compose.yaml", "scripts/up.sh", "Makefile")
+STACK_CHANGES = ("images/project/Dockerfile", "compose.yaml", "scripts/stackctl/cli.py", "Makefile")
 # The stack's package, as the images install it
 MLSTACK_INIT = "images/science/mlstack/src/mlstack/__init__.py"
 IDENTITY = {

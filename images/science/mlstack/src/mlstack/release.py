@@ -7,7 +7,7 @@ release image (images/release/Dockerfile):
   (MLflow's client-only package ``mlflow-skinny`` in place of the full ``mlflow``); the build
   installs them at the versions of the stack's lock, so the model predicts with the versions it
   was trained with;
-- ``DIR/release.env``: ``KEY=value`` lines scripts/release.sh turns into the image's name and
+- ``DIR/release.env``: ``KEY=value`` lines make release (scripts/stackctl) turns into the image's name and
   OCI labels (MODEL_NAME, MODEL_VERSION, MODEL_URI, RUN_ID, GIT_COMMIT, IMAGE_SUFFIX).
 """
 

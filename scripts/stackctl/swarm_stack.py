@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
-"""Writes the stack file for `docker stack deploy` from compose.yaml's own configuration (the one
-source of truth): reads `docker compose --profile dask config --format json` on stdin, writes
-the stack file (JSON, which `docker stack deploy` reads as YAML) on stdout.
+"""The stack file for `docker stack deploy` from compose.yaml's own configuration (the one source
+of truth): from `docker compose --profile dask config --format json` to the stack file (JSON,
+which `docker stack deploy` reads as YAML).
 
 What Swarm (Engine 20.10, compose file format 3.x) refuses or ignores is translated or dropped:
 - profiles, depends_on (Swarm has no start order: the workers retry the scheduler), the
@@ -10,14 +9,12 @@ What Swarm (Engine 20.10, compose file format 3.x) refuses or ignores is transla
   shm_size and tmpfs -> tmpfs mounts;
 - security_opt (no-new-privileges) and group_add: Swarm's service API has neither, dropped;
 - ports: dropped: Swarm publishes a port on every interface of a node, so the stack publishes
-  none and scripts/swarm.sh forwards loopback ports of this machine to the services instead.
+  none and stackctl.swarm forwards loopback ports of this machine to the services instead.
 Added: images from the registry (REGISTRY/<local reference>), MLflow placed on the node labelled
 mlstack.mlflow=true (its volume lives there), the workers' replica count, DNS round robin for
 the services' names, and an attachable overlay network (one-off containers, such as the
 gateway, join it).
 
-Usage: docker compose --profile dask config --format json |
-       scripts/swarm-stack.py REGISTRY WORKERS DASK_CONFIG > stack.json
 The output holds the secrets of .env (in the services' environment): write it with mode 600.
 """
 
@@ -29,7 +26,7 @@ import re
 import sys
 from typing import Any
 
-# The node label that places the MLflow service (scripts/swarm.sh sets it when no node has it)
+# The node label that places the MLflow service (stackctl.swarm sets it when no node has it)
 MLFLOW_NODE_LABEL = "mlstack.mlflow"
 # Keys of a compose service that `docker stack deploy` takes as they are
 KEPT = {
@@ -81,7 +78,7 @@ def service_for_swarm(name: str, service: dict[str, Any], registry: str) -> dict
     if unknown:
         sys.exit(
             f"error: compose.yaml's service {name} has {', '.join(sorted(unknown))}, which "
-            "scripts/swarm-stack.py does not know for Swarm; add it to KEPT, TRANSLATED or DROPPED"
+            "stackctl/swarm_stack.py does not know for Swarm; add it to KEPT, TRANSLATED or DROPPED"
         )
     swarm = {key: value for key, value in service.items() if key in KEPT and value is not None}
     swarm["image"] = f"{registry}/{service['image']}"
@@ -120,7 +117,7 @@ def stack_file(config: dict[str, Any], registry: str, workers: int, dask_config:
         config: `docker compose --profile dask config --format json`, parsed.
         registry: ``host:port`` of the registry the nodes pull from (make push filled it).
         workers: the dask-worker service's replica count (>= 1).
-        dask_config: DASK_CONFIG in the services, the Dask settings file scripts/swarm.sh
+        dask_config: DASK_CONFIG in the services, the Dask settings file stackctl.swarm
             writes (the dashboard link as this machine opens it).
     """
     services = {
@@ -139,19 +136,3 @@ def stack_file(config: dict[str, Any], registry: str, workers: int, dask_config:
     networks = {"default": {"driver": "overlay", "attachable": True}}
     return {"version": "3.9", "services": services, "networks": networks, "volumes": volumes}
 
-
-def main(argv: list[str]) -> int:
-    """Reads compose's configuration on stdin, prints the stack file; see the module's usage."""
-    if len(argv) != 3 or not argv[1].isdigit() or int(argv[1]) < 1:
-        print("usage: scripts/swarm-stack.py REGISTRY WORKERS DASK_CONFIG", file=sys.stderr)
-        return 2
-    registry, workers, dask_config = argv[0], int(argv[1]), argv[2]
-    json.dump(
-        stack_file(json.load(sys.stdin), registry, workers, dask_config), sys.stdout, indent=2
-    )
-    print()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

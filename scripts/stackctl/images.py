@@ -1,0 +1,327 @@
+"""The images: the one definition of their chain (each image and its parents) and groups, the
+build order, and the build itself (siblings side by side, a progress line per step)."""
+
+from __future__ import annotations
+
+import fcntl
+import queue
+import re
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from stackctl import envfile, modes
+from stackctl.proc import ROOT, Failure, output, run, say
+
+# Each image and its parents: () is the Debian BASE_IMAGE; ``project`` is the project's own
+# images, one on jupyter and one on bash
+CHAIN: Dict[str, Tuple[str, ...]] = {
+    "base": (),
+    "science": ("base",),
+    "mlflow": ("science",),
+    "jupyter": ("science",),
+    "bash": ("science",),
+    "postgres": ("base",),
+    "s3": ("base",),
+    "project": ("jupyter", "bash"),
+    "registry": ("base",),
+    "gateway": ("base",),
+}
+# The stack's shared images, the team stack's, the swarm's helpers
+GROUPS: Dict[str, Tuple[str, ...]] = {
+    "stack": ("base", "science", "mlflow", "jupyter", "bash"),
+    "team": ("postgres", "s3"),
+    "swarm": ("registry", "gateway"),
+}
+PROJECT_SERVICES = ("jupyter", "bash")
+# The stack's own package, installed in the project's images (images/project/Dockerfile)
+PACKAGE = "images/science/mlstack"
+
+
+def level(name: str) -> int:
+    """0 for an image on the Debian base, else one more than its highest parent's."""
+    return max((level(parent) + 1 for parent in CHAIN[name]), default=0)
+
+
+def levels() -> List[List[str]]:
+    """The build order: images by level, in CHAIN's order within one; a level's images build
+    side by side once the level before is done."""
+    order: List[List[str]] = []
+    for name in CHAIN:
+        while len(order) <= level(name):
+            order.append([])
+        order[level(name)].append(name)
+    return order
+
+
+def wanted(names: Sequence[str], compose_files: str) -> List[str]:
+    """The images to build for a request, with every ancestor, in CHAIN's order.
+
+    Args:
+        names: image names; none: the stack's and the project's (and the team's when
+            ``compose_files`` includes the team mode); ``["all"]``: every group's.
+        compose_files: the mode's COMPOSE_FILE value.
+
+    Raises:
+        Failure: an unknown name (status 2), listing the known ones.
+    """
+    if not names:
+        names = [*GROUPS["stack"], "project"]
+        if modes.is_team(compose_files):
+            names += GROUPS["team"]
+    elif list(names) == ["all"]:
+        names = [*GROUPS["stack"], *GROUPS["team"], *GROUPS["swarm"]]
+    chosen = set()
+
+    def mark(name: str) -> None:
+        chosen.add(name)
+        for parent in CHAIN[name]:
+            mark(parent)
+
+    for name in names:
+        if name not in CHAIN:
+            raise Failure(
+                f"unknown image '{name}'; known images: {' '.join(CHAIN)}", status=2
+            )
+        mark(name)
+    return [name for name in CHAIN if name in chosen]
+
+
+def source_url(origin: str) -> str:
+    """The source label of an image from the clone's origin: a URL anyone could fetch (a
+    clone of a local folder names a path: empty, so two checkouts of one commit label the
+    shared images alike)."""
+    if "://" in origin or re.match(r"^[^/]*@[^/]*:", origin):
+        return origin
+    return ""
+
+
+class Step(object):
+    """Turns ``docker build`` output into progress lines: one for each RUN, COPY or ADD step
+    that does not come from the layer cache, as ``build: IMAGE step N: INSTRUCTION (S s)``."""
+
+    def __init__(self, image: str, start: float) -> None:
+        self.image = image
+        self.start = start
+        self.pending = ""
+        self.number = ""
+
+    def feed(self, line: str) -> Optional[str]:
+        """The progress line for one line of docker build's output, if any."""
+        if line.startswith("Step "):
+            self.pending = line
+            self.number = line[len("Step ") :].split(" :", 1)[0]
+            return None
+        if not self.pending:
+            return None
+        instruction = self.pending.split(" : ", 1)[1] if " : " in self.pending else ""
+        self.pending = ""
+        if line != " ---> Using cache" and re.match(r"(RUN|COPY|ADD)", instruction):
+            return (
+                f"build: {self.image} step {self.number}: {instruction[:60]} "
+                f"({int(time.monotonic() - self.start)} s)"
+            )
+        return None
+
+
+# The classic builder's deprecation notice is not the error: left out of the tail shown
+_NOTICE = re.compile(r"^(DEPRECATED: The legacy builder| *BuildKit| *Install the buildx"
+                     r"| *https://| *deprecated|$)")
+
+
+def _git(*args: str) -> str:
+    return output(["git", *args]) or ""
+
+
+def build_one(
+    name: str, settings: Mapping[str, str], project: str, origin: str, service: str = ""
+) -> None:
+    """Build one image: a shared one (``name``) or, with ``service``, the project's own on
+    that shared image. Labels name its source revision (the last commit of its own files, so
+    they change only with the image and never break the cache of the images above).
+
+    Raises:
+        Failure: the build failed; its log's tail is shown above the line.
+    """
+    start = time.monotonic()
+    if service:
+        parent = envfile.stack_image(service, settings)
+        image = f"{project}-{service}:{settings['MLSTACK_VERSION']}"
+        dockerfile = "images/project/Dockerfile"
+        inputs = ["images/project", PACKAGE, "requirements.txt", "wheels"]
+        # make clean finds this project's older images by it
+        extra = ["--label", f"mlstack.project={project}"]
+    else:
+        parents = CHAIN[name]
+        parent = envfile.stack_image(parents[0], settings) if parents else settings["BASE_IMAGE"]
+        image = envfile.stack_image(name, settings)
+        dockerfile = f"images/{name}/Dockerfile"
+        # Not the stack's package below images/science: a change to it must not relabel (and
+        # so rebuild) the shared images
+        inputs = [f"images/{name}", f":(exclude){PACKAGE}"]
+        extra = ["--tag", f"{settings['MLSTACK_IMAGE_PREFIX']}/{name}:latest"]
+    revision = _git("log", "-1", "--format=%H", "--", *inputs)
+    created = _git("log", "-1", "--format=%cI", "--", *inputs)
+    if _git("status", "--porcelain", "--", *inputs):
+        revision = (revision or "uncommitted") + "-dirty"
+    # A shared image of the same name seeds the cache: the classic builder reuses only layers of
+    # images it built itself, not of images restored with `docker load` (CI's cache). Not for
+    # the project's images: --cache-from limits the cache to that one image
+    if not service and output(["docker", "image", "inspect", image]) is not None:
+        extra += ["--cache-from", image]
+    log = ROOT / ".build" / "logs" / (re.sub(r"[/:]", "_", image) + ".log")
+    say(f"build: {image} (FROM {parent})")
+    labels = {
+        "org.opencontainers.image.title": image.rsplit(":", 1)[0],
+        "org.opencontainers.image.version": settings["MLSTACK_VERSION"],
+        "org.opencontainers.image.revision": revision or "unknown",
+        "org.opencontainers.image.created": created or "unknown",
+        "org.opencontainers.image.source": source_url(origin) or "unknown",
+        "org.opencontainers.image.base.name": parent,
+    }
+    command = ["docker", "build", "--force-rm", *extra, "--file", dockerfile]
+    command += ["--build-arg", f"BASE_IMAGE={parent}", "--tag", image]
+    for key, value in labels.items():
+        command += ["--label", f"{key}={value}"]
+    command.append(".")
+    steps = Step(image, start)
+    with open(log, "w") as record:
+        process = subprocess.Popen(
+            command, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        lines: "queue.Queue[Optional[str]]" = queue.Queue()
+
+        def read() -> None:
+            for line in process.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
+        while True:
+            try:
+                line = lines.get(timeout=15)
+            except queue.Empty:
+                say(f"build: {image} step {steps.number} still running, "
+                    f"{int(time.monotonic() - start)} s")
+                continue
+            if line is None:
+                break
+            record.write(line)
+            shown = steps.feed(line.rstrip("\n"))
+            if shown:
+                say(shown)
+        process.wait()
+    if process.returncode != 0:
+        tail = [line for line in log.read_text().splitlines() if not _NOTICE.match(line)]
+        for line in tail[-25:]:
+            say(line, err=True)
+        raise Failure(
+            f"building {image} failed (above; whole log in {log.relative_to(ROOT)}); behind a "
+            "TLS-intercepting proxy, set EXTRA_CA_CERTS to its CA bundle (see "
+            "docs/operations.md)"
+        )
+    say(f"build: {image} ready in {int(time.monotonic() - start)} s")
+
+
+def copy_certificates(extra: str, build_base: bool, settings: Mapping[str, str]) -> None:
+    """Put the extra CA certificates into the build context (.build/ca-certificates), where
+    base's Dockerfile adds them to the trust store: ``extra`` is a PEM file or a folder of
+    .crt/.pem files; empty keeps the certificates the existing base image has, so a shell
+    without the setting never rebuilds a working base without them.
+
+    Raises:
+        Failure: ``extra`` is neither a file nor a folder (status 2).
+    """
+    folder = ROOT / ".build" / "ca-certificates"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    (ROOT / ".build" / "logs").mkdir(exist_ok=True)
+    if extra:
+        path = Path(extra)
+        if path.is_file():
+            shutil.copyfile(path, folder / "extra.crt")
+        elif path.is_dir():
+            for each in sorted(path.iterdir()):
+                if each.is_file() and each.suffix in (".crt", ".pem"):
+                    shutil.copyfile(each, folder / (each.stem + ".crt"))
+        else:
+            raise Failure(f"EXTRA_CA_CERTS={extra} is neither a file nor a folder", status=2)
+        return
+    base = envfile.stack_image("base", settings)
+    if build_base and output(["docker", "image", "inspect", base]) is not None:
+        container = output(["docker", "create", base])
+        if container:
+            run(["docker", "cp", "--quiet", f"{container}:/usr/local/share/ca-certificates/.",
+                 str(folder) + "/"], check=False)
+            run(["docker", "rm", container], quiet=True, check=False)
+
+
+def build(names: Sequence[str], environ: Mapping[str, str]) -> None:
+    """Build the images ``names`` ask for (see :func:`wanted`) with their ancestors, level by
+    level, siblings side by side; one build at a time per project folder.
+
+    Raises:
+        Failure: an unknown image, no project name for the project's images, a failed build.
+    """
+    from stackctl import base_image
+
+    env = envfile.EnvFile.load()
+    settings = envfile.image_settings(environ)
+    compose_files = environ.get("COMPOSE_FILE") or env.get("COMPOSE_FILE")
+    chosen = wanted(names, compose_files)
+    project = environ.get("COMPOSE_PROJECT_NAME") or env.get("COMPOSE_PROJECT_NAME")
+    if "project" in chosen and not project:
+        raise Failure(
+            "no compose project name for the project's images; run 'make build' (it writes "
+            ".env)",
+            status=2,
+        )
+    (ROOT / ".build").mkdir(exist_ok=True)
+    # One build at a time per project folder: builds share .build/ (the certificates)
+    with open(ROOT / ".build" / "build.lock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        copy_certificates(
+            environ.get("EXTRA_CA_CERTS") or env.get("EXTRA_CA_CERTS"), "base" in chosen, settings
+        )
+        if "base" in chosen:
+            base_image.ensure(settings["BASE_IMAGE"])
+        origin = _git("config", "--get", "remote.origin.url")
+        for names_of_level in levels():
+            jobs = []
+            for name in names_of_level:
+                if name not in chosen:
+                    continue
+                if name == "project":
+                    jobs += [("project", service) for service in PROJECT_SERVICES]
+                else:
+                    jobs.append((name, ""))
+            failures: List[Failure] = []
+
+            def one(name: str, service: str) -> None:
+                try:
+                    build_one(name, settings, project, origin, service)
+                except Failure as failure:
+                    failures.append(failure)
+
+            threads = [threading.Thread(target=one, args=job) for job in jobs]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            if failures:
+                raise failures[0]
+
+
+def group(name: str) -> Tuple[str, ...]:
+    """A group's image names in build order.
+
+    Raises:
+        Failure: no such group (status 2).
+    """
+    if name not in GROUPS:
+        raise Failure(f"no image group '{name}'; groups: {' '.join(GROUPS)}", status=2)
+    return GROUPS[name]
+
