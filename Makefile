@@ -119,11 +119,11 @@ check: preflight-env build ## The project's own checks in the runner: black --ch
 smoke: preflight-env build ## The stack's smoke test: make up, one job of the stack's own, make down if it was down (a project's CI)
 	@$(STACKCTL) smoke
 
-test: $(VENV)/.installed ## Run the tests: static checks, each image, the stack end to end, the tools
+test: $(VENV)/.installed ## Run the tests: the host side's unit tests, static checks, each image, the stack end to end, the tools
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-test-quick: $(VENV)/.installed ## The inner loop: static checks, each image, one stack's core end-to-end tests (minutes)
-	@$(PYTHON) -m pytest tests/static tests/images tests/stack/test_stack.py $(PYTEST_ARGS)
+test-quick: $(VENV)/.installed ## The inner loop: the host side's unit tests, static checks, each image, one stack's core end-to-end tests (minutes)
+	@$(PYTHON) -m pytest tests/host tests/static tests/images tests/stack/test_stack.py $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed ## Check formatting (black), Dockerfiles, shell scripts, YAML, CI workflow, the manual (mkdocs --strict)
 	@$(PYTHON) -m pytest tests/static $(PYTEST_ARGS)

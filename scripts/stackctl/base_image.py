@@ -76,8 +76,11 @@ def ensure(image: str) -> None:
     rootfs = Path(tempfile.mkdtemp())
     log = Path(str(rootfs) + ".log")
     try:
-        say(f"base-image: {image} cannot be pulled; creating it with debootstrap ({suite}"
-            + (f" from {mirror}" if mirror else "") + ")")
+        say(
+            f"base-image: {image} cannot be pulled; creating it with debootstrap ({suite}"
+            + (f" from {mirror}" if mirror else "")
+            + ")"
+        )
         # --variant=minbase: only Essential packages and apt, the nearest to the slim image
         with open(log, "w") as record:
             made = subprocess.run(

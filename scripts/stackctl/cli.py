@@ -115,8 +115,7 @@ def preflight(argv: Sequence[str] = ()) -> None:
     if checked.returncode != 0:
         problem = (checked.stderr + checked.stdout).strip().splitlines() or [""]
         raise Failure(
-            "the stack's settings are invalid, fix .env or env/ (see .env.example): "
-            + problem[0]
+            "the stack's settings are invalid, fix .env or env/ (see .env.example): " + problem[0]
         )
 
 
@@ -157,34 +156,77 @@ def up(argv: Sequence[str] = ()) -> None:
         options = ["--scale", f"dask-worker={workers}"]
     else:
         # No cluster: nothing of it left to cost memory (its spill volume stays)
-        compose("--profile", "dask", "rm", "--stop", "--force", "dask-scheduler",
-                "dask-worker", check=False, quiet=True)
+        compose(
+            "--profile",
+            "dask",
+            "rm",
+            "--stop",
+            "--force",
+            "dask-scheduler",
+            "dask-worker",
+            check=False,
+            quiet=True,
+        )
     # 3 minutes, or 15 in team mode, whose first start migrates a new PostgreSQL database
     files = os.environ.get("COMPOSE_FILE") or EnvFile.load().get("COMPOSE_FILE")
     wait = os.environ.get("MLSTACK_UP_TIMEOUT") or ("900" if modes.is_team(files) else "180")
     check_ports()
     # --remove-orphans: after a switch of mode the other mode's services go; volumes stay
-    started = compose("--profile", "dask", "up", "--detach", "--wait", "--wait-timeout", wait,
-                      "--remove-orphans", *options, *services, check=False)
+    started = compose(
+        "--profile",
+        "dask",
+        "up",
+        "--detach",
+        "--wait",
+        "--wait-timeout",
+        wait,
+        "--remove-orphans",
+        *options,
+        *services,
+        check=False,
+    )
     if started.returncode == 0:
         urls()
         return
     for service in services:
-        ids = output(["docker", "compose", "--profile", "dask", "ps", "--all", "--quiet",
-                      service]) or ""
+        ids = (
+            output(["docker", "compose", "--profile", "dask", "ps", "--all", "--quiet", service])
+            or ""
+        )
         if not ids.split():
             say(f"error: service {service} was not created; see the messages above", err=True)
             continue
         for container in ids.split():
-            state = output(["docker", "inspect", "--format",
-                            "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
-                            container]) or "not created"
+            state = (
+                output(
+                    [
+                        "docker",
+                        "inspect",
+                        "--format",
+                        "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+                        container,
+                    ]
+                )
+                or "not created"
+            )
             if state != "running healthy":
                 say(f"---- last logs of {service} ----", err=True)
-                compose("--profile", "dask", "logs", "--no-color", "--tail", "40", service,
-                        check=False, stdout=sys.stderr)
-                say(f"error: service {service} is not healthy ({state.strip()}); see 'make "
-                    "logs'", err=True)
+                compose(
+                    "--profile",
+                    "dask",
+                    "logs",
+                    "--no-color",
+                    "--tail",
+                    "40",
+                    service,
+                    check=False,
+                    stdout=sys.stderr,
+                )
+                say(
+                    f"error: service {service} is not healthy ({state.strip()}); see 'make "
+                    "logs'",
+                    err=True,
+                )
                 break
     raise Failure("", status=1)
 
@@ -224,10 +266,26 @@ def urls(argv: Sequence[str] = ()) -> None:
     token = EnvFile.load().get("JUPYTER_TOKEN")
     say("Jupyter: " + (f"{jupyter}/lab?token={token}" if jupyter else "not running (make up)"))
     if dask:
-        running = output(["docker", "compose", "--profile", "dask", "ps", "--quiet", "--status",
-                          "running", "dask-worker"]) or ""
-        say(f"Dask:    {dask}/status ({len(running.split())} workers; Client() connects in "
-            "Jupyter and the runner)")
+        running = (
+            output(
+                [
+                    "docker",
+                    "compose",
+                    "--profile",
+                    "dask",
+                    "ps",
+                    "--quiet",
+                    "--status",
+                    "running",
+                    "dask-worker",
+                ]
+            )
+            or ""
+        )
+        say(
+            f"Dask:    {dask}/status ({len(running.split())} workers; Client() connects in "
+            "Jupyter and the runner)"
+        )
 
 
 def down(argv: Sequence[str] = ()) -> None:
@@ -257,26 +315,43 @@ def clean(argv: Sequence[str] = ()) -> None:
     version = env.get("MLSTACK_VERSION")
     current = set()
     for service in images.PROJECT_SERVICES:
-        found = output(["docker", "image", "inspect", "--format", "{{.Id}}",
-                        f"{name}-{service}:{version}"])
+        found = output(
+            ["docker", "image", "inspect", "--format", "{{.Id}}", f"{name}-{service}:{version}"]
+        )
         if found:
             current.add(found)
-    listed = output(["docker", "image", "ls", "--no-trunc", "--filter",
-                     f"label=mlstack.project={name}", "--format",
-                     "{{.ID}} {{.Repository}}:{{.Tag}}"]) or ""
+    listed = (
+        output(
+            [
+                "docker",
+                "image",
+                "ls",
+                "--no-trunc",
+                "--filter",
+                f"label=mlstack.project={name}",
+                "--format",
+                "{{.ID}} {{.Repository}}:{{.Tag}}",
+            ]
+        )
+        or ""
+    )
     removed = 0
     for line in listed.splitlines():
         image_id, reference = line.split(" ", 1)
         if image_id in current:
             continue
-        if run(["docker", "image", "rm", "--force", image_id], check=False,
-               quiet=True).returncode == 0:
+        if (
+            run(["docker", "image", "rm", "--force", image_id], check=False, quiet=True).returncode
+            == 0
+        ):
             if reference == "<none>:<none>":
                 reference = f"{image_id[7:19]} (untagged)"
             say(f"clean: removed old image {reference}")
             removed += 1
-    say(f"clean: {removed} old image(s) of project {name} removed; the current ones and the "
-        "stack's shared images are kept")
+    say(
+        f"clean: {removed} old image(s) of project {name} removed; the current ones and the "
+        "stack's shared images are kept"
+    )
     for folder in (".build", ".mlstack", ".pytest_cache"):
         shutil.rmtree(ROOT / folder, ignore_errors=True)
     for cache in ROOT.rglob("__pycache__"):
@@ -292,8 +367,17 @@ def check(argv: Sequence[str] = ()) -> None:
         for path in envfile.project_files()
         if (ROOT / path).is_dir() or (path.endswith(".py") and (ROOT / path).is_file())
     ]
-    compose("run", "--rm", "--no-deps", "bash", "bash", "-c",
-            'black --check "$@" && python -m pytest --quiet project_tests', "check", *paths)
+    compose(
+        "run",
+        "--rm",
+        "--no-deps",
+        "bash",
+        "bash",
+        "-c",
+        'black --check "$@" && python -m pytest --quiet project_tests',
+        "check",
+        *paths,
+    )
     say("check: black and the project's tests passed")
 
 
@@ -313,8 +397,11 @@ def smoke(argv: Sequence[str] = ()) -> None:
         say("smoke: passed")
     finally:
         if not was_running:
-            run([os.environ.get("MAKE", "make"), "--no-print-directory", "down"], check=False,
-                quiet=True)
+            run(
+                [os.environ.get("MAKE", "make"), "--no-print-directory", "down"],
+                check=False,
+                quiet=True,
+            )
 
 
 def serve(argv: Sequence[str] = ()) -> None:
@@ -333,11 +420,29 @@ def serve(argv: Sequence[str] = ()) -> None:
         )
     # compose.yaml reads the model URI from here; the service is recreated when it changes
     environ = dict(os.environ, MLSTACK_SERVE_MODEL=model)
-    started = compose("--profile", "serve", "up", "--detach", "--wait", "--wait-timeout", "300",
-                      "serve", check=False, env=environ)
+    started = compose(
+        "--profile",
+        "serve",
+        "up",
+        "--detach",
+        "--wait",
+        "--wait-timeout",
+        "300",
+        "serve",
+        check=False,
+        env=environ,
+    )
     if started.returncode != 0:
-        compose("logs", "--no-color", "--tail", "20", "serve", check=False, stdout=sys.stderr,
-                env=environ)
+        compose(
+            "logs",
+            "--no-color",
+            "--tail",
+            "20",
+            "serve",
+            check=False,
+            stdout=sys.stderr,
+            env=environ,
+        )
         raise Failure(
             f"the model {model} could not be served (logs above); check the URI with the "
             "MLflow UI"

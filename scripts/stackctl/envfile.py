@@ -176,8 +176,10 @@ def complete(env: EnvFile, environ: Mapping[str, str], folder: str) -> List[str]
     files = modes.compose_files(current, environ.get("GPU", ""), environ.get("TEAM", ""))
     if files != current:
         env.set("COMPOSE_FILE", files)
-        said.append(f"mode: {modes.describe(files)}; COMPOSE_FILE={files} in .env, so plain "
-                    "docker compose uses it too")
+        said.append(
+            f"mode: {modes.describe(files)}; COMPOSE_FILE={files} in .env, so plain "
+            "docker compose uses it too"
+        )
 
     ca = environ.get("EXTRA_CA_CERTS", "")
     if ca and env.get("EXTRA_CA_CERTS") != ca:

@@ -83,9 +83,7 @@ def wanted(names: Sequence[str], compose_files: str) -> List[str]:
 
     for name in names:
         if name not in CHAIN:
-            raise Failure(
-                f"unknown image '{name}'; known images: {' '.join(CHAIN)}", status=2
-            )
+            raise Failure(f"unknown image '{name}'; known images: {' '.join(CHAIN)}", status=2)
         mark(name)
     return [name for name in CHAIN if name in chosen]
 
@@ -128,8 +126,10 @@ class Step(object):
 
 
 # The classic builder's deprecation notice is not the error: left out of the tail shown
-_NOTICE = re.compile(r"^(DEPRECATED: The legacy builder| *BuildKit| *Install the buildx"
-                     r"| *https://| *deprecated|$)")
+_NOTICE = re.compile(
+    r"^(DEPRECATED: The legacy builder| *BuildKit| *Install the buildx"
+    r"| *https://| *deprecated|$)"
+)
 
 
 def _git(*args: str) -> str:
@@ -204,8 +204,10 @@ def build_one(
             try:
                 line = lines.get(timeout=15)
             except queue.Empty:
-                say(f"build: {image} step {steps.number} still running, "
-                    f"{int(time.monotonic() - start)} s")
+                say(
+                    f"build: {image} step {steps.number} still running, "
+                    f"{int(time.monotonic() - start)} s"
+                )
                 continue
             if line is None:
                 break
@@ -254,8 +256,16 @@ def copy_certificates(extra: str, build_base: bool, settings: Mapping[str, str])
     if build_base and output(["docker", "image", "inspect", base]) is not None:
         container = output(["docker", "create", base])
         if container:
-            run(["docker", "cp", "--quiet", f"{container}:/usr/local/share/ca-certificates/.",
-                 str(folder) + "/"], check=False)
+            run(
+                [
+                    "docker",
+                    "cp",
+                    "--quiet",
+                    f"{container}:/usr/local/share/ca-certificates/.",
+                    str(folder) + "/",
+                ],
+                check=False,
+            )
             run(["docker", "rm", container], quiet=True, check=False)
 
 
@@ -324,4 +334,3 @@ def group(name: str) -> Tuple[str, ...]:
     if name not in GROUPS:
         raise Failure(f"no image group '{name}'; groups: {' '.join(GROUPS)}", status=2)
     return GROUPS[name]
-

@@ -50,9 +50,7 @@ def packages(src: Path) -> List[str]:
     """The packages under ``src`` (folders with an __init__.py), as ``src/<name>``, sorted."""
     if not src.is_dir():
         return []
-    return sorted(
-        f"src/{each.name}" for each in src.iterdir() if (each / "__init__.py").is_file()
-    )
+    return sorted(f"src/{each.name}" for each in src.iterdir() if (each / "__init__.py").is_file())
 
 
 def rename_in(text: str, old: str, new: str) -> str:
@@ -130,15 +128,19 @@ def init(argv: Sequence[str] = ()) -> None:
             os.environ["COMPOSE_PROJECT_NAME"] = given
     settings = envfile.image_settings()
     version, prefix = settings["MLSTACK_VERSION"], settings["MLSTACK_IMAGE_PREFIX"]
-    say(f"init: project '{name}': compose project {name}, images {name}-jupyter and "
-        f"{name}-bash:{version} on the stack's {prefix}/* images")
-    old = found[0][len("src/"):] if found else ""
+    say(
+        f"init: project '{name}': compose project {name}, images {name}-jupyter and "
+        f"{name}-bash:{version} on the stack's {prefix}/* images"
+    )
+    old = found[0][len("src/") :] if found else ""
     if old and old != package:
         (ROOT / "src" / old).rename(ROOT / "src" / package)
         for path in envfile.project_files():
             _rename_tree(ROOT / path, old, package)
-        say(f"init: package src/{package} (was src/{old}), its imports renamed; commit the "
-            "change")
+        say(
+            f"init: package src/{package} (was src/{old}), its imports renamed; commit the "
+            "change"
+        )
     readme_path = ROOT / "README.md"
     first = readme_path.read_text().splitlines()[:1] if readme_path.exists() else []
     if first == ["# mlstack"]:
@@ -156,8 +158,11 @@ def init(argv: Sequence[str] = ()) -> None:
                 file.write("README.md merge=ours\n")
     say("init: next, 'make up'")
     if given and given != name:
-        say(f"warning: COMPOSE_PROJECT_NAME={given} in your environment overrides .env; unset "
-            "it", err=True)
+        say(
+            f"warning: COMPOSE_PROJECT_NAME={given} in your environment overrides .env; unset "
+            "it",
+            err=True,
+        )
 
 
 def _rename_tree(path: Path, old: str, new: str) -> None:
@@ -215,5 +220,7 @@ def upgrade_check(argv: Sequence[str] = ()) -> None:
             f"{ref} changes {len(mine)} of the project's files ({' '.join(mine)}); merging it may "
             "overwrite or conflict with your work there: merge by hand and keep your version"
         )
-    say(f"upgrade-check: {ref} changes {len(changed)} stack files and none of the project's; "
-        f"take it with 'git merge {ref}'")
+    say(
+        f"upgrade-check: {ref} changes {len(changed)} stack files and none of the project's; "
+        f"take it with 'git merge {ref}'"
+    )

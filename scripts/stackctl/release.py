@@ -57,8 +57,10 @@ def push_advice(message: str, registry: str) -> str:
             "Docker does not trust the registry's certificate: put its CA in "
             f"/etc/docker/certs.d/{registry}/ca.crt on this machine and every node"
         )
-    if any(word in message for word in ("unauthorized", "authentication required",
-                                        "no basic auth", "denied")):
+    if any(
+        word in message
+        for word in ("unauthorized", "authentication required", "no basic auth", "denied")
+    ):
         return f"the registry wants a login: run 'docker login {registry}', then make push again"
     return "see Docker's message above"
 
@@ -81,8 +83,11 @@ def push(registry: str, references: Sequence[str] = ()) -> None:
     if not references:
         env = EnvFile.load()
         name, version = env.get("COMPOSE_PROJECT_NAME"), env.get("MLSTACK_VERSION")
-        references = [f"{name}-jupyter:{version}", f"{name}-bash:{version}",
-                      envfile.stack_image("mlflow")]
+        references = [
+            f"{name}-jupyter:{version}",
+            f"{name}-bash:{version}",
+            envfile.stack_image("mlflow"),
+        ]
     for image in references:
         target = f"{registry}/{image}"
         docker("tag", image, target)
@@ -92,8 +97,9 @@ def push(registry: str, references: Sequence[str] = ()) -> None:
             text = pushed.stdout + pushed.stderr
             for line in text.strip().splitlines()[-3:]:
                 say(line, err=True)
-            raise Failure(f"pushing {target} failed; {push_advice(text, registry)} "
-                          "(docs/swarm.md)")
+            raise Failure(
+                f"pushing {target} failed; {push_advice(text, registry)} " "(docs/swarm.md)"
+            )
     say(f"push: {len(references)} images in {registry}")
 
 
@@ -142,9 +148,21 @@ def release(argv: Sequence[str] = ()) -> None:
                 if environ.get(key):
                     remote += ["-e", key]
         relative = context.relative_to(ROOT)
-        compose("run", "--rm", "-T", *remote, "-e", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false",
-                "bash", "python", "-m", "mlstack.release", model, f"/project/{relative}",
-                env=environ)
+        compose(
+            "run",
+            "--rm",
+            "-T",
+            *remote,
+            "-e",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false",
+            "bash",
+            "python",
+            "-m",
+            "mlstack.release",
+            model,
+            f"/project/{relative}",
+            env=environ,
+        )
         found = read_release(context / "release.env")
         image = f"{env.get('COMPOSE_PROJECT_NAME')}-{found['IMAGE_SUFFIX']}"
         shutil.copyfile(ROOT / "images/science/requirements.lock", context / "constraints.txt")
@@ -156,8 +174,7 @@ def release(argv: Sequence[str] = ()) -> None:
             "org.opencontainers.image.version": found.get("MODEL_VERSION")
             or image.rsplit(":", 1)[-1],
             "org.opencontainers.image.revision": found.get("GIT_COMMIT", ""),
-            "org.opencontainers.image.created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                              time.gmtime()),
+            "org.opencontainers.image.created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "org.opencontainers.image.base.name": base,
             "mlstack.model.name": found.get("MODEL_NAME", ""),
             "mlstack.model.version": found.get("MODEL_VERSION", ""),
@@ -166,15 +183,30 @@ def release(argv: Sequence[str] = ()) -> None:
             "mlstack.model.git_commit": found.get("GIT_COMMIT", ""),
             "mlstack.version": settings["MLSTACK_VERSION"],
         }
-        label_args = [part for key, value in labels.items()
-                      for part in ("--label", f"{key}={value}")]
+        label_args = [
+            part for key, value in labels.items() for part in ("--label", f"{key}={value}")
+        ]
         say(f"release: building {image}")
         (ROOT / ".build" / "logs").mkdir(exist_ok=True)
         log = ROOT / ".build" / "logs" / ("release-" + re.sub(r"[/:]", "_", image) + ".log")
         with open(log, "w") as record:
-            built = run(["docker", "build", "--force-rm", "--file", "images/release/Dockerfile",
-                         "--build-arg", f"BASE_IMAGE={base}", *label_args, "--tag", image,
-                         str(context)], check=False, stdout=record)
+            built = run(
+                [
+                    "docker",
+                    "build",
+                    "--force-rm",
+                    "--file",
+                    "images/release/Dockerfile",
+                    "--build-arg",
+                    f"BASE_IMAGE={base}",
+                    *label_args,
+                    "--tag",
+                    image,
+                    str(context),
+                ],
+                check=False,
+                stdout=record,
+            )
         if built.returncode != 0:
             for line in log.read_text().splitlines()[-20:]:
                 say(line, err=True)
@@ -184,10 +216,22 @@ def release(argv: Sequence[str] = ()) -> None:
             )
         # The image as it ships (read-only, no network but the port) answers /ping and
         # predicts the model's input example
-        container = docker("run", "--detach", "--rm", "--read-only", "--publish",
-                           "127.0.0.1::8080", image, capture=True).stdout.strip()
-        if docker("exec", container, "python", "-m", "mlstack.serving", "smoke",
-                  check=False).returncode != 0:
+        container = docker(
+            "run",
+            "--detach",
+            "--rm",
+            "--read-only",
+            "--publish",
+            "127.0.0.1::8080",
+            image,
+            capture=True,
+        ).stdout.strip()
+        if (
+            docker(
+                "exec", container, "python", "-m", "mlstack.serving", "smoke", check=False
+            ).returncode
+            != 0
+        ):
             run(["docker", "logs", "--tail", "20", container], check=False, stdout=sys.stderr)
             raise Failure(f"{image} was built but does not serve its model (logs above)")
         docker("stop", container, quiet=True)
@@ -202,14 +246,34 @@ def release(argv: Sequence[str] = ()) -> None:
                 # buildx's builders do not see local images: the base goes to the registry
                 # for each platform first, then the release is built on it
                 remote_base = f"{registry}/{base}"
-                docker("buildx", "build", "--platform", platforms, "--file",
-                       "images/base/Dockerfile", "--build-arg",
-                       f"BASE_IMAGE={settings['BASE_IMAGE']}", "--tag", remote_base, "--push",
-                       ".")
-                docker("buildx", "build", "--platform", platforms, "--file",
-                       "images/release/Dockerfile", "--build-arg", f"BASE_IMAGE={remote_base}",
-                       *label_args, *(f"--tag={registry}/{tag}" for tag in tags), "--push",
-                       str(context))
+                docker(
+                    "buildx",
+                    "build",
+                    "--platform",
+                    platforms,
+                    "--file",
+                    "images/base/Dockerfile",
+                    "--build-arg",
+                    f"BASE_IMAGE={settings['BASE_IMAGE']}",
+                    "--tag",
+                    remote_base,
+                    "--push",
+                    ".",
+                )
+                docker(
+                    "buildx",
+                    "build",
+                    "--platform",
+                    platforms,
+                    "--file",
+                    "images/release/Dockerfile",
+                    "--build-arg",
+                    f"BASE_IMAGE={remote_base}",
+                    *label_args,
+                    *(f"--tag={registry}/{tag}" for tag in tags),
+                    "--push",
+                    str(context),
+                )
             else:
                 if len(tags) > 1:
                     docker("tag", image, tags[1])

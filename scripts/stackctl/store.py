@@ -107,13 +107,33 @@ class Store:
         dumps = self.scratch("dumps")
         for database in DATABASES:
             with open(dumps / f"{database}.dump", "wb") as dump:
-                compose("exec", "-T", "postgres", "pg_dump", "--format=custom",
-                        f"--dbname={database}", stdout=dump)
+                compose(
+                    "exec",
+                    "-T",
+                    "postgres",
+                    "pg_dump",
+                    "--format=custom",
+                    f"--dbname={database}",
+                    stdout=dump,
+                )
         self._own(dumps, recursive=True)
-        compose("run", "--rm", "--no-deps", "--user", self.user, "--volume",
-                f"{self.backups}:/backups", "--volume", _team_store_mount(), "mlflow", "python",
-                TEAM_STORE, "backup", f"/backups/{dumps.name}",
-                f"/backups/mlflow-team-{stamp()}.tar.gz")
+        compose(
+            "run",
+            "--rm",
+            "--no-deps",
+            "--user",
+            self.user,
+            "--volume",
+            f"{self.backups}:/backups",
+            "--volume",
+            _team_store_mount(),
+            "mlflow",
+            "python",
+            TEAM_STORE,
+            "backup",
+            f"/backups/{dumps.name}",
+            f"/backups/mlflow-team-{stamp()}.tar.gz",
+        )
 
     def backup(self) -> None:
         """Snapshot the active mode's store into backups/, as the host user."""
@@ -121,9 +141,20 @@ class Store:
             self.team_backup()
             return
         self.backups_folder()
-        compose("run", "--rm", "--no-deps", "--user", self.user, "--volume",
-                f"{self.backups}:/backups", "mlflow", "python", STORE, "backup",
-                f"/backups/mlflow-{stamp()}.tar.gz")
+        compose(
+            "run",
+            "--rm",
+            "--no-deps",
+            "--user",
+            self.user,
+            "--volume",
+            f"{self.backups}:/backups",
+            "mlflow",
+            "python",
+            STORE,
+            "backup",
+            f"/backups/mlflow-{stamp()}.tar.gz",
+        )
 
     def team_restore(self, archive: Path) -> None:
         """Check the archive before changing anything; stop the server, back up, then swap in
@@ -133,10 +164,25 @@ class Store:
         self.backups_folder()
         staging = self.scratch("restore")
         compose("up", "--detach", "--wait", "postgres", "s3")
-        compose("run", "--rm", "--no-deps", "--user", self.user, "--volume",
-                f"{archive}:/restore/{name}:ro", "--volume", f"{staging}:/staging", "--volume",
-                _team_store_mount(), "mlflow", "python", TEAM_STORE, "check",
-                f"/restore/{name}", "/staging")
+        compose(
+            "run",
+            "--rm",
+            "--no-deps",
+            "--user",
+            self.user,
+            "--volume",
+            f"{archive}:/restore/{name}:ro",
+            "--volume",
+            f"{staging}:/staging",
+            "--volume",
+            _team_store_mount(),
+            "mlflow",
+            "python",
+            TEAM_STORE,
+            "check",
+            f"/restore/{name}",
+            "/staging",
+        )
         for database in DATABASES:
             with open(staging / f"{database}.dump", "rb") as dump:
                 listed = _with_stdin(
@@ -154,17 +200,40 @@ class Store:
 
         def artifacts(action: str) -> None:
             # As the user who unpacked it: the archive's folders may be its owner's only
-            compose("run", "--rm", "--no-deps", "--user", self.user, "--volume",
-                    f"{staging}:/staging:ro", "--volume", _team_store_mount(), "mlflow",
-                    "python", TEAM_STORE, action, "/staging")
+            compose(
+                "run",
+                "--rm",
+                "--no-deps",
+                "--user",
+                self.user,
+                "--volume",
+                f"{staging}:/staging:ro",
+                "--volume",
+                _team_store_mount(),
+                "mlflow",
+                "python",
+                TEAM_STORE,
+                action,
+                "/staging",
+            )
 
         artifacts("upload-artifacts")
         for database in DATABASES:
             with open(staging / f"{database}.dump", "rb") as dump:
                 restored = _with_stdin(
-                    ["docker", "compose", "exec", "-T", "postgres", "pg_restore", "--clean",
-                     "--if-exists", "--single-transaction", "--exit-on-error",
-                     f"--dbname={database}"],
+                    [
+                        "docker",
+                        "compose",
+                        "exec",
+                        "-T",
+                        "postgres",
+                        "pg_restore",
+                        "--clean",
+                        "--if-exists",
+                        "--single-transaction",
+                        "--exit-on-error",
+                        f"--dbname={database}",
+                    ],
                     dump,
                 )
             if restored != 0:
@@ -185,9 +254,7 @@ class Store:
                 failed (the data as it was; the server started again when it ran).
         """
         if not given:
-            raise Failure(
-                "say which backup to restore: make restore FILE=backups/<archive>.tar.gz"
-            )
+            raise Failure("say which backup to restore: make restore FILE=backups/<archive>.tar.gz")
         if not Path(given).is_file():
             raise Failure(f"no backup archive at {given}; 'ls backups' lists them")
         archive = Path(os.path.abspath(given))
@@ -203,9 +270,19 @@ class Store:
         running = self.stop_writer()
         self.backup()
         # On failure store.py has said why in one line and left the data as it was
-        restored = compose("run", "--rm", "--no-deps", "--volume",
-                           f"{archive}:/restore/{archive.name}:ro", "mlflow", "python", STORE,
-                           "restore", f"/restore/{archive.name}", check=False)
+        restored = compose(
+            "run",
+            "--rm",
+            "--no-deps",
+            "--volume",
+            f"{archive}:/restore/{archive.name}:ro",
+            "mlflow",
+            "python",
+            STORE,
+            "restore",
+            f"/restore/{archive.name}",
+            check=False,
+        )
         self.start_again(running)
         if restored.returncode != 0:
             raise Failure("", status=restored.returncode)
@@ -221,8 +298,10 @@ class Store:
         project = project_name()
         if is_team():
             volumes = [f"{project}_postgres-data", f"{project}_s3-data"]
-            what = (f"the team store (volumes {' '.join(volumes)}); the SQLite store "
-                    f"({project}_mlflow-data) is kept")
+            what = (
+                f"the team store (volumes {' '.join(volumes)}); the SQLite store "
+                f"({project}_mlflow-data) is kept"
+            )
         else:
             volumes = [f"{project}_mlflow-data"]
             what = f"the SQLite store (volume {volumes[0]}); a team store's volumes are kept"
@@ -232,8 +311,10 @@ class Store:
                     f"make destroy deletes every run, model and artifact of {what}, in project "
                     f"{project}; run it in a terminal, or with CONFIRM=1"
                 )
-            answer = input(f"Delete every run, model and artifact of {what} (a backup is made "
-                           "first)? Type yes: ")
+            answer = input(
+                f"Delete every run, model and artifact of {what} (a backup is made "
+                "first)? Type yes: "
+            )
             if answer.strip() != "yes":
                 raise Failure("destroy cancelled; nothing was deleted")
         self.backup()
@@ -264,9 +345,21 @@ class Store:
             )
         running = self.stop_writer()
         compose("up", "--detach", "--wait", "postgres", "s3")
-        migrated = compose("run", "--rm", "--no-deps", "--volume", f"{volume}:/data:ro",
-                           "--volume", _team_store_mount(), "mlflow", "python", TEAM_STORE,
-                           "migrate", "/data", check=False)
+        migrated = compose(
+            "run",
+            "--rm",
+            "--no-deps",
+            "--volume",
+            f"{volume}:/data:ro",
+            "--volume",
+            _team_store_mount(),
+            "mlflow",
+            "python",
+            TEAM_STORE,
+            "migrate",
+            "/data",
+            check=False,
+        )
         self.start_again(running)
         if migrated.returncode != 0:
             raise Failure("", status=migrated.returncode)
@@ -276,9 +369,7 @@ def _with_stdin(args: List[str], source, quiet: bool = False) -> int:
     """Run ``args`` in the project folder with a binary file as standard input (a dump);
     its exit status. ``quiet`` discards its output."""
     sink = subprocess.DEVNULL if quiet else None
-    return subprocess.run(
-        args, cwd=str(ROOT), stdin=source, stdout=sink, stderr=sink
-    ).returncode
+    return subprocess.run(args, cwd=str(ROOT), stdin=source, stdout=sink, stderr=sink).returncode
 
 
 # Run in the mlflow container beside the server, as its client (with auth on, as its admin):

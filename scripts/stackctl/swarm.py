@@ -33,13 +33,18 @@ def names() -> Tuple[str, str]:
 
 def require_manager(command: str) -> None:
     """Raises Failure unless this engine is a manager of an active swarm."""
-    state = output(["docker", "info", "--format",
-                    "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"]) or ""
+    state = (
+        output(
+            ["docker", "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"]
+        )
+        or ""
+    )
     if state == "active true":
         return
     if state.startswith("active"):
-        raise Failure(f"this machine is a worker of its swarm; run make {command} on a manager "
-                      "node")
+        raise Failure(
+            f"this machine is a worker of its swarm; run make {command} on a manager " "node"
+        )
     raise Failure(
         "this Docker engine is in no swarm; create one with 'docker swarm init --advertise-addr "
         f"<this machine's IP>' (or join one), then run make {command} again"
@@ -54,8 +59,9 @@ def replicas_met(text: str) -> bool:
 
 
 def _services(stack: str) -> List[Tuple[str, str]]:
-    listed = output(["docker", "stack", "services", stack, "--format",
-                     "{{.Name}} {{.Replicas}}"]) or ""
+    listed = (
+        output(["docker", "stack", "services", stack, "--format", "{{.Name}} {{.Replicas}}"]) or ""
+    )
     return [tuple(line.split(" ", 1)) for line in listed.splitlines() if " " in line]
 
 
@@ -67,8 +73,19 @@ def ready(stack: str) -> bool:
     for name, replicas in services:
         if not replicas_met(replicas):
             return False
-        state = output(["docker", "service", "inspect", "--format",
-                        "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", name]) or ""
+        state = (
+            output(
+                [
+                    "docker",
+                    "service",
+                    "inspect",
+                    "--format",
+                    "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+                    name,
+                ]
+            )
+            or ""
+        )
         if state not in ("", "completed", "rollback_completed"):
             return False
     return True
@@ -80,14 +97,32 @@ def explain(stack: str) -> None:
         if replicas_met(replicas):
             continue
         say(f"---- last logs of {name} ----", err=True)
-        logs = run(["docker", "service", "logs", "--no-task-ids", "--tail", "20", name],
-                   check=False, capture=True)
+        logs = run(
+            ["docker", "service", "logs", "--no-task-ids", "--tail", "20", name],
+            check=False,
+            capture=True,
+        )
         for line in (logs.stdout + logs.stderr).splitlines()[-20:]:
             say(line, err=True)
-        task = (output(["docker", "service", "ps", "--no-trunc", "--format",
-                        "{{.CurrentState}} {{.Error}}", name]) or "").splitlines()
-        say(f"error: service {name} runs {replicas} replicas; last task: "
-            f"{task[0] if task else ''}; see 'docker service ps {name}'", err=True)
+        task = (
+            output(
+                [
+                    "docker",
+                    "service",
+                    "ps",
+                    "--no-trunc",
+                    "--format",
+                    "{{.CurrentState}} {{.Error}}",
+                    name,
+                ]
+            )
+            or ""
+        ).splitlines()
+        say(
+            f"error: service {name} runs {replicas} replicas; last task: "
+            f"{task[0] if task else ''}; see 'docker service ps {name}'",
+            err=True,
+        )
 
 
 def url_of(gateway: str, port: str) -> str:
@@ -103,8 +138,7 @@ def up(argv: Sequence[str] = ()) -> None:
         Failure: a bad WORKERS, no swarm manager, no registry, or services not ready in time.
     """
     registry = argv[0] if argv else ""
-    workers = workers_count(argv[1] if len(argv) > 1 else "", minimum=1,
-                            command="make swarm-up")
+    workers = workers_count(argv[1] if len(argv) > 1 else "", minimum=1, command="make swarm-up")
     require_manager("swarm-up")
     if not registry:
         raise Failure(
@@ -122,28 +156,56 @@ def up(argv: Sequence[str] = ()) -> None:
     if not output(["docker", "node", "ls", "--quiet", "--filter", f"node.label={label}=true"]):
         node = output(["docker", "info", "--format", "{{.Swarm.NodeID}}"]) or ""
         docker("node", "update", "--label-add", f"{label}=true", node, quiet=True)
-        say(f"swarm: labelled this node ({socket.gethostname()}) {label}=true: MLflow and its "
-            "data volume live here")
+        say(
+            f"swarm: labelled this node ({socket.gethostname()}) {label}=true: MLflow and its "
+            "data volume live here"
+        )
     FOLDER.mkdir(parents=True, exist_ok=True)
-    config = json.loads(compose("--profile", "dask", "config", "--format", "json",
-                                capture=True).stdout)
+    config = json.loads(
+        compose("--profile", "dask", "config", "--format", "json", capture=True).stdout
+    )
     dask_file = f"/project/{(FOLDER / 'dask.yaml').relative_to(ROOT)}"
     stack_json = FOLDER / "stack.json"
     descriptor = os.open(str(stack_json), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as file:
         json.dump(stack_file(config, registry, workers, dask_file), file, indent=2)
-    docker("stack", "deploy", "--detach=true", "--with-registry-auth", "--prune",
-           "--compose-file", str(stack_json), stack)
+    docker(
+        "stack",
+        "deploy",
+        "--detach=true",
+        "--with-registry-auth",
+        "--prune",
+        "--compose-file",
+        str(stack_json),
+        stack,
+    )
     # A container of this machine on the stack's overlay network, publishing on loopback only
     if output(["docker", "inspect", "--format", "{{.State.Running}}", gateway]) != "true":
         run(["docker", "rm", "--force", gateway], check=False, quiet=True)
-        published = [part for pair in FORWARDS
-                     for part in ("--publish", f"127.0.0.1::{pair.split('=')[0]}")]
-        docker("run", "--detach", "--name", gateway, "--network", f"{stack}_default",
-               "--restart", "unless-stopped", "--read-only", "--cap-drop", "ALL",
-               "--security-opt", "no-new-privileges:true", "--label",
-               f"mlstack.swarm.stack={stack}", *published, gateway_image, *FORWARDS,
-               quiet=True)
+        published = [
+            part for pair in FORWARDS for part in ("--publish", f"127.0.0.1::{pair.split('=')[0]}")
+        ]
+        docker(
+            "run",
+            "--detach",
+            "--name",
+            gateway,
+            "--network",
+            f"{stack}_default",
+            "--restart",
+            "unless-stopped",
+            "--read-only",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges:true",
+            "--label",
+            f"mlstack.swarm.stack={stack}",
+            *published,
+            gateway_image,
+            *FORWARDS,
+            quiet=True,
+        )
     (FOLDER / "dask.yaml").write_text(dask_config(url_of(gateway, "8787")))
     deadline = time.monotonic() + int(os.environ.get("MLSTACK_UP_TIMEOUT") or 300)
     while not ready(stack):
@@ -154,10 +216,14 @@ def up(argv: Sequence[str] = ()) -> None:
     token = EnvFile.load().get("JUPYTER_TOKEN")
     say(f"MLflow:  {url_of(gateway, '5000')}")
     say(f"Jupyter: {url_of(gateway, '8888')}/lab?token={token}")
-    say(f"Dask:    {url_of(gateway, '8787')}/status ({workers} workers; Client() connects in "
-        "Jupyter)")
-    say(f"swarm: stack {stack}; the URLs are on this machine's loopback (elsewhere: ssh -L, see "
-        "docs/swarm.md)")
+    say(
+        f"Dask:    {url_of(gateway, '8787')}/status ({workers} workers; Client() connects in "
+        "Jupyter)"
+    )
+    say(
+        f"swarm: stack {stack}; the URLs are on this machine's loopback (elsewhere: ssh -L, see "
+        "docs/swarm.md)"
+    )
 
 
 def down(argv: Sequence[str] = ()) -> None:
@@ -176,13 +242,24 @@ def down(argv: Sequence[str] = ()) -> None:
         # Swarm removes tasks and network in the background: wait, so that a following
         # swarm-up does not meet a network being removed
         deadline = time.monotonic() + 120
-        while output(["docker", "ps", "--all", "--quiet", "--filter",
-                      f"label=com.docker.stack.namespace={stack}"]) or output(
-            ["docker", "network", "inspect", f"{stack}_default"]
-        ) is not None:
+        while (
+            output(
+                [
+                    "docker",
+                    "ps",
+                    "--all",
+                    "--quiet",
+                    "--filter",
+                    f"label=com.docker.stack.namespace={stack}",
+                ]
+            )
+            or output(["docker", "network", "inspect", f"{stack}_default"]) is not None
+        ):
             if time.monotonic() >= deadline:
-                raise Failure(f"the stack {stack}'s containers or network are still there after "
-                              f"120 s; see 'docker stack ps {stack}'")
+                raise Failure(
+                    f"the stack {stack}'s containers or network are still there after "
+                    f"120 s; see 'docker stack ps {stack}'"
+                )
             time.sleep(1)
     for name in ("stack.json", "dask.yaml"):
         if (FOLDER / name).exists():

@@ -135,4 +135,3 @@ def stack_file(config: dict[str, Any], registry: str, workers: int, dask_config:
     volumes = {name: {} for name in config.get("volumes", {})}
     networks = {"default": {"driver": "overlay", "attachable": True}}
     return {"version": "3.9", "services": services, "networks": networks, "volumes": volumes}
-

@@ -1,0 +1,79 @@
+"""The images: the chain's build order, what a request builds, labels, progress lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from stackctl import images
+from stackctl.proc import Failure
+
+
+def test_each_level_builds_after_every_parent():
+    order = [name for level in images.levels() for name in level]
+    assert order[0] == "base" and order[-1] == "project"
+    for name, parents in images.CHAIN.items():
+        for parent in parents:
+            assert images.level(parent) < images.level(name)
+    assert images.levels()[2] == ["mlflow", "jupyter", "bash"]
+
+
+def test_by_default_the_stack_and_the_project_build_and_the_team_only_in_team_mode():
+    stack = ["base", "science", "mlflow", "jupyter", "bash", "project"]
+    assert images.wanted([], "compose.yaml") == stack
+    assert set(images.wanted([], "compose.yaml:compose.team.yaml")) == {
+        *stack,
+        "postgres",
+        "s3",
+    }
+
+
+def test_an_image_brings_its_ancestors_and_all_means_every_group():
+    assert images.wanted(["mlflow"], "") == ["base", "science", "mlflow"]
+    assert images.wanted(["gateway"], "") == ["base", "gateway"]
+    assert "project" not in images.wanted(["all"], "")
+    assert set(images.wanted(["all"], "")) == set(images.CHAIN) - {"project"}
+
+
+def test_an_unknown_image_is_refused_with_the_known_ones():
+    with pytest.raises(Failure) as refused:
+        images.wanted(["scipy"], "")
+    assert refused.value.status == 2
+    assert str(refused.value) == (
+        "unknown image 'scipy'; known images: base science mlflow jupyter bash postgres s3 "
+        "project registry gateway"
+    )
+
+
+def test_groups_are_listed_and_an_unknown_one_refused():
+    assert images.group("team") == ("postgres", "s3")
+    with pytest.raises(Failure, match="^no image group 'gpu'; groups: stack team swarm$"):
+        images.group("gpu")
+
+
+@pytest.mark.parametrize(
+    "origin, label",
+    [
+        ("https://github.com/org/repo.git", "https://github.com/org/repo.git"),
+        ("git@github.com:org/repo.git", "git@github.com:org/repo.git"),
+        ("/home/ada/mlstack", ""),
+        ("../mlstack", ""),
+        ("", ""),
+    ],
+)
+def test_a_local_path_origin_gives_no_source_label(origin, label):
+    assert images.source_url(origin) == label
+
+
+def test_progress_shows_only_steps_that_run_and_take_time():
+    steps = images.Step("mlstack/base:0.1.0", start=0)
+    output = [
+        "Step 1/3 : FROM debian:trixie-slim",
+        " ---> abc",
+        "Step 2/3 : RUN apt-get update",
+        " ---> Using cache",
+        "Step 3/3 : COPY requirements.lock /opt/",
+        " ---> Running in 123",
+    ]
+    shown = [line for line in map(steps.feed, output) if line]
+    assert len(shown) == 1
+    assert shown[0].startswith("build: mlstack/base:0.1.0 step 3/3: COPY requirements.lock /opt/ (")
