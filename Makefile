@@ -7,6 +7,8 @@ SHELL := /bin/sh
 COMPOSE := docker compose
 # The host side: one small Python package, a function per command
 STACKCTL := python3 scripts/stackctl
+# Before the first call of it: python3 itself, or one line saying how to get it
+NEED_PYTHON := command -v python3 >/dev/null || { echo "error: python3 is missing; install Python >= 3.9 (macOS: xcode-select --install; Debian/Ubuntu: apt install python3) and run make again" >&2; exit 1; }
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 # Images to build: all by default (make build IMAGES="project": only this project's own images)
@@ -45,6 +47,7 @@ help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 preflight:
+	@$(NEED_PYTHON)
 	@$(STACKCTL) preflight
 
 # Docker first, then .env (it completes a partial one written by hand), then the compose
@@ -138,9 +141,11 @@ config: preflight-env ## Print the merged compose configuration (GPU=1, TEAM=1: 
 	@$(COMPOSE) $(ALL_PROFILES) config
 
 init: ## Start your own project from this one: name its compose project, images and package (NAME=...)
+	@$(NEED_PYTHON)
 	@$(STACKCTL) init "$(NAME)"
 
 upgrade-check: ## Before merging a newer stack version: check that REF=<tag> changes none of the project's files
+	@$(NEED_PYTHON)
 	@$(STACKCTL) upgrade-check "$(REF)"
 
 docs: $(VENV)/.installed ## Serve the manual (docs/, MkDocs) on a free loopback port, rebuilt on every edit

@@ -128,7 +128,9 @@ def build_stack(ws: Workspace, project: str | None = None) -> Build:
     rebuilt: set[str] = set()
     output: list[str] = []
     start = time.perf_counter()
-    with group_process(["python3", "scripts/stackctl", "build"], ws.directory, ws.env(project)) as process:
+    with group_process(
+        ["python3", "scripts/stackctl", "build"], ws.directory, ws.env(project)
+    ) as process:
         for line in process.stdout:
             output.append(line)
             found = re.match(r"build: (\S+) (\(FROM |step \S+: |ready in )", line)

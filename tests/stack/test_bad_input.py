@@ -9,6 +9,7 @@ import secrets
 import os
 import re
 import shutil
+import sys
 import stat
 from pathlib import Path
 
@@ -37,11 +38,13 @@ def executable(path: Path, text: str) -> Path:
 
 @pytest.fixture
 def bare_bin(tmp_path) -> Path:
-    """A folder with only the programs make and the scripts need, without docker."""
+    """A folder with only the programs the host side needs (make and python3), without docker:
+    make's recipes run in /bin/sh, every step in Python."""
     folder = tmp_path / "bin"
     folder.mkdir()
-    for tool in ("bash", "env", "make", "sort", "head", "dirname", "cat"):
-        (folder / tool).symlink_to(shutil.which(tool))
+    (folder / "make").symlink_to(shutil.which("make"))
+    # The interpreter itself (a version manager's python3 on PATH may be a bash script)
+    (folder / "python3").symlink_to(os.path.realpath(sys.executable))
     return folder
 
 
@@ -54,6 +57,13 @@ def test_make_up_without_docker_says_to_install_it(bare_bin):
     result = make_up({"PATH": str(bare_bin), "HOME": os.environ["HOME"]})
     assert result.returncode != 0
     assert "docker is not installed" in one_error_line(result.stderr)
+
+
+def test_make_up_without_python3_says_to_install_it(bare_bin):
+    (bare_bin / "python3").unlink()
+    result = make_up({"PATH": str(bare_bin), "HOME": os.environ["HOME"]})
+    assert result.returncode != 0
+    assert "python3 is missing" in one_error_line(result.stderr)
 
 
 def test_make_up_with_an_unreachable_daemon_says_to_start_it(tmp_path):

@@ -236,3 +236,12 @@ def test_image_lock_installs_on_linux_arm64(lock: Path, tmp_path: Path):
          "--target", str(tmp_path), "--requirements", str(lock)],
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_no_image_step_downloads_an_architecture_specific_file(dockerfile: Path):
+    # Apple Silicon builds every image natively (linux/arm64): packages come from apt and from
+    # the locks (checked for arm64 above), never from a download named for one architecture
+    text = dockerfile.read_text()
+    found = re.findall(r"\b(?:curl|wget)\b|^ADD\s+https?://|amd64|x86_64|aarch64", text, re.M)
+    assert found == [], f"{dockerfile.parent.name} downloads or names an architecture: {found}"

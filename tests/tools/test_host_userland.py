@@ -17,7 +17,13 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.helpers import copy_project, project_resources, remove_project_images, unique_name
+from tests.helpers import (
+    REPO_ROOT,
+    copy_project,
+    project_resources,
+    remove_project_images,
+    unique_name,
+)
 
 pytestmark = pytest.mark.tools
 
@@ -168,3 +174,30 @@ def test_quick_start_init_and_backup_work_with_a_mac_like_userland(built_images)
         left = project_resources(client, name)
         shutil.rmtree(base, ignore_errors=True)
     assert not left, f"teardown left {left}"
+
+
+def test_a_user_outside_the_docker_group_is_told_to_join_it(tmp_path):
+    if os.getuid() != 0:
+        pytest.skip("needs root to run make as a user outside the docker group")
+    tmp_path.chmod(0o755)
+    result = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={USER_UID}",
+            f"--regid={USER_UID}",
+            "--clear-groups",
+            "--",
+            "make",
+            "--no-print-directory",
+            "up",
+        ],
+        cwd=REPO_ROOT,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode != 0 and len(errors) == 1, result.stderr
+    assert "permission denied on its socket); add yourself to the docker group" in errors[0]
+    assert not (REPO_ROOT / ".env").exists() or (REPO_ROOT / ".env").stat().st_uid != USER_UID
