@@ -22,8 +22,8 @@ def test_a_local_search_ranks_every_candidate():
 def local_client(workers: int):
     """A client of a new in-process cluster of `workers` one-thread workers.
 
-    The cluster is passed explicitly: inside the stack, dask reads DASK_SCHEDULER_ADDRESS
-    (env/stack.env) as its default scheduler, and Client(n_workers=...) would refuse it.
+    The cluster is passed explicitly, so the test never depends on whether the stack's own
+    cluster runs (make up WORKERS=N).
     """
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(

@@ -137,7 +137,12 @@ def _git(*args: str) -> str:
 
 
 def build_one(
-    name: str, settings: Mapping[str, str], project: str, origin: str, service: str = ""
+    name: str,
+    settings: Mapping[str, str],
+    project: str,
+    origin: str,
+    service: str = "",
+    user: Sequence[str] = (),
 ) -> None:
     """Build one image: a shared one (``name``) or, with ``service``, the project's own on
     that shared image. Labels name its source revision (the last commit of its own files, so
@@ -154,6 +159,8 @@ def build_one(
         inputs = ["images/project", PACKAGE, "requirements.txt", "wheels"]
         # make clean finds this project's older images by it
         extra = ["--label", f"mlstack.project={project}"]
+        # The host user's entry in the image (images/project/add-host-user)
+        extra += user
     else:
         parents = CHAIN[name]
         parent = envfile.stack_image(parents[0], settings) if parents else settings["BASE_IMAGE"]
@@ -312,7 +319,7 @@ def build(names: Sequence[str], environ: Mapping[str, str]) -> None:
 
             def one(name: str, service: str) -> None:
                 try:
-                    build_one(name, settings, project, origin, service)
+                    build_one(name, settings, project, origin, service, host_user(env))
                 except Failure as failure:
                     failures.append(failure)
 
@@ -323,6 +330,17 @@ def build(names: Sequence[str], environ: Mapping[str, str]) -> None:
                 thread.join()
             if failures:
                 raise failures[0]
+
+
+def host_user(env: "envfile.EnvFile") -> List[str]:
+    """The build arguments that give the project's images an entry for the host user, from
+    .env (``MLSTACK_UID``, ``MLSTACK_GID``, ``MLSTACK_USER``: what compose runs them as); those
+    .env lacks keep the Dockerfile's defaults."""
+    arguments: List[str] = []
+    for key in ("MLSTACK_UID", "MLSTACK_GID", "MLSTACK_USER"):
+        if env.get(key):
+            arguments += ["--build-arg", f"{key}={env.get(key)}"]
+    return arguments
 
 
 def group(name: str) -> Tuple[str, ...]:

@@ -4,7 +4,7 @@ locally when there is no cluster.
 
 Settings (read by :func:`mlstack.load_settings`):
 
-- ``DASK_SCHEDULER_ADDRESS`` (env/stack.env: ``tcp://dask-scheduler:8786``, the scheduler
+- ``MLSTACK_DASK_SCHEDULER_ADDRESS`` (env/stack.env: ``tcp://dask-scheduler:8786``, the scheduler
   service as the containers reach it; empty: never use a cluster).
 - ``MLSTACK_DASK_DASHBOARD_URL`` (.mlstack/urls.env, written by `make up` and `make urls` while
   the scheduler runs): the dashboard as the host opens it (``http://127.0.0.1:<port>``).
@@ -37,8 +37,8 @@ class ClusterError(JobError):
 
 
 def scheduler_address() -> str | None:
-    """The scheduler's address (``DASK_SCHEDULER_ADDRESS``), or ``None`` when unset or empty."""
-    return setting("DASK_SCHEDULER_ADDRESS") or None
+    """The scheduler's address (``MLSTACK_DASK_SCHEDULER_ADDRESS``), or ``None`` when unset or empty."""
+    return setting("MLSTACK_DASK_SCHEDULER_ADDRESS") or None
 
 
 def dashboard_url() -> str | None:

@@ -61,6 +61,8 @@ class JobCommand(click.Command):
         load_settings()
         for name, value in ASYNC_LOGGING.items():
             os.environ.setdefault(name, value)
+        # The job prints its own "open:" line with the run's host URL; MLflow's would repeat it
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         missing = {m for m in PROBED_MODULES if importlib.util.find_spec(m) is None}
         if missing and not any(isinstance(f, _NotInstalled) for f in sys.meta_path):
             # MLflow puts its finder first on sys.meta_path when its first import hook is
