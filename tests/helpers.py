@@ -299,6 +299,7 @@ PAGES_RUN_BY_TESTS = {
     "README.md": "tests/stack/test_stack.py",
     "docs/quick-start.md": "tests/stack/test_stack.py",
     "docs/team.md": "tests/team/test_team_page.py",
+    "docs/your-code.md": "tests/stack/test_users_code.py",
 }
 EXAMPLE_MARK = "<!-- example: not run by the tests -->"
 

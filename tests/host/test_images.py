@@ -77,3 +77,17 @@ def test_progress_shows_only_steps_that_run_and_take_time():
     shown = [line for line in map(steps.feed, output) if line]
     assert len(shown) == 1
     assert shown[0].startswith("build: mlstack/base:0.1.0 step 3/3: COPY requirements.lock /opt/ (")
+
+
+def test_the_project_images_get_the_host_users_entry_from_env(tmp_path):
+    from stackctl.envfile import EnvFile
+
+    env = EnvFile(tmp_path / ".env")
+    assert images.host_user(env) == []
+    for key, value in {"MLSTACK_UID": "1001", "MLSTACK_GID": "1002", "MLSTACK_USER": "ada"}.items():
+        env.set(key, value)
+    assert images.host_user(env) == [
+        "--build-arg", "MLSTACK_UID=1001",
+        "--build-arg", "MLSTACK_GID=1002",
+        "--build-arg", "MLSTACK_USER=ada",
+    ]  # fmt: skip
