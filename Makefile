@@ -137,8 +137,8 @@ format: $(VENV)/.installed ## Format the Python code with black
 clean: preflight-env ## Remove containers, networks, this project's old images, build leftovers (never the MLflow data)
 	@$(STACKCTL) clean
 
-config: preflight-env ## Print the merged compose configuration (GPU=1, TEAM=1: with their override files)
-	@$(COMPOSE) $(ALL_PROFILES) config
+config: preflight-env ## Print the merged compose configuration, secrets masked (GPU=1, TEAM=1: with their override files)
+	@$(STACKCTL) config
 
 init: ## Start your own project from this one: name its compose project, images and package (NAME=...)
 	@$(NEED_PYTHON)

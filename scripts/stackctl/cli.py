@@ -512,3 +512,21 @@ def main(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def masked(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every secret's value replaced by ``********`` (empty values skipped)."""
+    for secret in sorted((value for value in secrets if value), key=len, reverse=True):
+        text = text.replace(secret, "********")
+    return text
+
+
+def config(argv: Sequence[str] = ()) -> None:
+    """Print the merged compose configuration of every profile, secrets masked (they are in
+    .env, mode 600; a pasted configuration must not carry them)."""
+    env = EnvFile.load()
+    merged = compose("--profile", "*", "config", *argv, capture=True)
+    sys.stdout.write(masked(merged.stdout, [env.get(key) for key in envfile.SECRETS]))
+
+
+COMMANDS["config"] = config

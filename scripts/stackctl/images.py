@@ -89,10 +89,15 @@ def wanted(names: Sequence[str], compose_files: str) -> List[str]:
 
 
 def source_url(origin: str) -> str:
-    """The source label of an image from the clone's origin: a URL anyone could fetch (a
-    clone of a local folder names a path: empty, so two checkouts of one commit label the
-    shared images alike)."""
-    if "://" in origin or re.match(r"^[^/]*@[^/]*:", origin):
+    """The source label of the project's images from the clone's origin: a URL anyone could
+    fetch, without its userinfo (CI systems check out with ``https://user:token@host/...``);
+    empty for a clone of a local folder (a path, not a source)."""
+    if "://" in origin:
+        scheme, rest = origin.split("://", 1)
+        host, slash, path = rest.partition("/")
+        return f"{scheme}://{host.rsplit('@', 1)[-1]}{slash}{path}"
+    if re.match(r"^[^/]*@[^/]*:", origin):
+        # scp-like (git@host:org/repo.git): a user name, never a password
         return origin
     return ""
 
@@ -186,9 +191,12 @@ def build_one(
         "org.opencontainers.image.version": settings["MLSTACK_VERSION"],
         "org.opencontainers.image.revision": revision or "unknown",
         "org.opencontainers.image.created": created or "unknown",
-        "org.opencontainers.image.source": source_url(origin) or "unknown",
         "org.opencontainers.image.base.name": parent,
     }
+    # Only the project's own images name its repository: on a shared image, two clones with
+    # different origins would relabel (and so rebuild) the whole shared chain
+    if service:
+        labels["org.opencontainers.image.source"] = source_url(origin) or "unknown"
     command = ["docker", "build", "--force-rm", *extra, "--file", dockerfile]
     command += ["--build-arg", f"BASE_IMAGE={parent}", "--tag", image]
     for key, value in labels.items():

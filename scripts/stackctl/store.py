@@ -71,7 +71,11 @@ class Store:
                 os.chown(str(each), uid, gid)
 
     def backups_folder(self) -> None:
+        """backups/, which only its owner may enter (0700): archives hold the user store's
+        password hashes and every artifact. The archives themselves stay readable by the
+        tracking server's user, who restores them."""
         self.backups.mkdir(exist_ok=True)
+        os.chmod(str(self.backups), 0o700)
         self._own(self.backups)
 
     def scratch(self, name: str) -> Path:

@@ -116,3 +116,10 @@ def test_a_refusal_is_one_error_line_and_its_status():
 def test_an_unknown_command_prints_the_usage():
     assert cli.main(["launch"]) == 2
     assert cli.main([]) == 2
+
+
+def test_make_config_masks_every_secret_and_nothing_else():
+    text = "JUPYTER_TOKEN: abc123\nPASSWORD: abc123456\nPORT: 5000\n"
+    assert cli.masked(text, ["abc123456", "abc123", ""]) == (
+        "JUPYTER_TOKEN: ********\nPASSWORD: ********\nPORT: 5000\n"
+    )

@@ -55,12 +55,15 @@ def test_groups_are_listed_and_an_unknown_one_refused():
     [
         ("https://github.com/org/repo.git", "https://github.com/org/repo.git"),
         ("git@github.com:org/repo.git", "git@github.com:org/repo.git"),
+        # CI checkouts carry a token: never into a label
+        ("https://ci:s3cret@git.example.org/org/repo.git", "https://git.example.org/org/repo.git"),
+        ("ssh://git@host:22/repo", "ssh://host:22/repo"),
         ("/home/ada/mlstack", ""),
         ("../mlstack", ""),
         ("", ""),
     ],
 )
-def test_a_local_path_origin_gives_no_source_label(origin, label):
+def test_the_source_label_has_no_userinfo_and_no_local_path(origin, label):
     assert images.source_url(origin) == label
 
 

@@ -146,6 +146,19 @@ def test_quick_start_init_and_backup_work_with_a_mac_like_userland(built_images)
         assert len(archives) == 1 and archives[0].stat().st_uid == (
             USER_UID if as_user else os.getuid()
         )
+        # The README's order (make up, then make init) refuses while the stack runs
+        refused = subprocess.run(
+            [*as_user, "make", "--no-print-directory", "init", f"NAME={initialised}"],
+            cwd=directory,
+            env={k: v for k, v in env.items() if k != "COMPOSE_PROJECT_NAME"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        errors = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
+        assert refused.returncode == 1 and len(errors) == 1, refused.stderr
+        assert "still has containers; run 'make down' first" in errors[0]
+        assert f"COMPOSE_PROJECT_NAME={name}" in (directory / ".env").read_text()
         user("make", "SHELL=/bin/sh", "down")
         env.pop("COMPOSE_PROJECT_NAME")
         user("make", "SHELL=/bin/sh", "init", f"NAME={initialised}")
