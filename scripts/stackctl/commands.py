@@ -6,47 +6,40 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from stackctl import envfile, store
 from stackctl.proc import ROOT, run
 
 
+def _with_store(work: Callable[[store.Store], None]) -> None:
+    """Run ``work`` on a :class:`stackctl.store.Store`, removing its scratch folders after."""
+    data = store.Store()
+    try:
+        work(data)
+    finally:
+        data.close()
+
+
 def backup(argv: Sequence[str] = ()) -> None:
     """Snapshot the active store into backups/mlflow-<UTC time>.tar.gz (mlflow-team-... in
     team mode)."""
-    work = store.Store()
-    try:
-        work.backup()
-    finally:
-        work.close()
+    _with_store(lambda data: data.backup())
 
 
 def restore(argv: Sequence[str] = ()) -> None:
     """Replace the active store's data with the archive ``argv[0]``, backing up first."""
-    work = store.Store()
-    try:
-        work.restore(argv[0] if argv else "")
-    finally:
-        work.close()
+    _with_store(lambda data: data.restore(argv[0] if argv else ""))
 
 
 def destroy(argv: Sequence[str] = ()) -> None:
     """Delete the active store's volumes after a backup (asks, or CONFIRM=1)."""
-    work = store.Store()
-    try:
-        work.destroy(os.environ)
-    finally:
-        work.close()
+    _with_store(lambda data: data.destroy(os.environ))
 
 
 def migrate(argv: Sequence[str] = ()) -> None:
     """Copy the SQLite store into an empty team store (TEAM=1)."""
-    work = store.Store()
-    try:
-        work.migrate()
-    finally:
-        work.close()
+    _with_store(lambda data: data.migrate())
 
 
 def gc(argv: Sequence[str] = ()) -> None:

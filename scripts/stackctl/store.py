@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List, Mapping
+from typing import List, Mapping, Sequence
 
 from stackctl.envfile import EnvFile
 from stackctl.proc import ROOT, Failure, compose, output, run, say
@@ -85,6 +85,20 @@ class Store:
         self._own(folder)
         return folder
 
+    def in_mlflow(
+        self, volumes: Sequence[str], *command: str, as_user: bool = True, check: bool = True
+    ):
+        """``python COMMAND`` in a one-off container of the mlflow service (no dependencies
+        started), with ``volumes`` mounted; as the host user (the backups are theirs) unless
+        ``as_user`` is False (the server's own user, who owns the store). Returns the completed
+        process; raises Failure on a non-zero exit when ``check``."""
+        options = ["--user", self.user] if as_user else []
+        for volume in volumes:
+            options += ["--volume", volume]
+        return compose(
+            "run", "--rm", "--no-deps", *options, "mlflow", "python", *command, check=check
+        )
+
     def start_again(self, running: str) -> None:
         """Start mlflow again when it was running before, and print the URLs (the same as
         before: the host port is remembered in .env)."""
@@ -121,18 +135,8 @@ class Store:
                     stdout=dump,
                 )
         self._own(dumps, recursive=True)
-        compose(
-            "run",
-            "--rm",
-            "--no-deps",
-            "--user",
-            self.user,
-            "--volume",
-            f"{self.backups}:/backups",
-            "--volume",
-            _team_store_mount(),
-            "mlflow",
-            "python",
+        self.in_mlflow(
+            [f"{self.backups}:/backups", _team_store_mount()],
             TEAM_STORE,
             "backup",
             f"/backups/{dumps.name}",
@@ -145,19 +149,8 @@ class Store:
             self.team_backup()
             return
         self.backups_folder()
-        compose(
-            "run",
-            "--rm",
-            "--no-deps",
-            "--user",
-            self.user,
-            "--volume",
-            f"{self.backups}:/backups",
-            "mlflow",
-            "python",
-            STORE,
-            "backup",
-            f"/backups/mlflow-{stamp()}.tar.gz",
+        self.in_mlflow(
+            [f"{self.backups}:/backups"], STORE, "backup", f"/backups/mlflow-{stamp()}.tar.gz"
         )
 
     def team_restore(self, archive: Path) -> None:
@@ -168,20 +161,8 @@ class Store:
         self.backups_folder()
         staging = self.scratch("restore")
         compose("up", "--detach", "--wait", "postgres", "s3")
-        compose(
-            "run",
-            "--rm",
-            "--no-deps",
-            "--user",
-            self.user,
-            "--volume",
-            f"{archive}:/restore/{name}:ro",
-            "--volume",
-            f"{staging}:/staging",
-            "--volume",
-            _team_store_mount(),
-            "mlflow",
-            "python",
+        self.in_mlflow(
+            [f"{archive}:/restore/{name}:ro", f"{staging}:/staging", _team_store_mount()],
             TEAM_STORE,
             "check",
             f"/restore/{name}",
@@ -204,21 +185,8 @@ class Store:
 
         def artifacts(action: str) -> None:
             # As the user who unpacked it: the archive's folders may be its owner's only
-            compose(
-                "run",
-                "--rm",
-                "--no-deps",
-                "--user",
-                self.user,
-                "--volume",
-                f"{staging}:/staging:ro",
-                "--volume",
-                _team_store_mount(),
-                "mlflow",
-                "python",
-                TEAM_STORE,
-                action,
-                "/staging",
+            self.in_mlflow(
+                [f"{staging}:/staging:ro", _team_store_mount()], TEAM_STORE, action, "/staging"
             )
 
         artifacts("upload-artifacts")
@@ -274,17 +242,12 @@ class Store:
         running = self.stop_writer()
         self.backup()
         # On failure store.py has said why in one line and left the data as it was
-        restored = compose(
-            "run",
-            "--rm",
-            "--no-deps",
-            "--volume",
-            f"{archive}:/restore/{archive.name}:ro",
-            "mlflow",
-            "python",
+        restored = self.in_mlflow(
+            [f"{archive}:/restore/{archive.name}:ro"],
             STORE,
             "restore",
             f"/restore/{archive.name}",
+            as_user=False,
             check=False,
         )
         self.start_again(running)
@@ -349,19 +312,12 @@ class Store:
             )
         running = self.stop_writer()
         compose("up", "--detach", "--wait", "postgres", "s3")
-        migrated = compose(
-            "run",
-            "--rm",
-            "--no-deps",
-            "--volume",
-            f"{volume}:/data:ro",
-            "--volume",
-            _team_store_mount(),
-            "mlflow",
-            "python",
+        migrated = self.in_mlflow(
+            [f"{volume}:/data:ro", _team_store_mount()],
             TEAM_STORE,
             "migrate",
             "/data",
+            as_user=False,
             check=False,
         )
         self.start_again(running)
