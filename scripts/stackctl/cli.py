@@ -515,9 +515,10 @@ def main(argv: Sequence[str]) -> int:
 
 
 def masked(text: str, secrets: Sequence[str]) -> str:
-    """``text`` with every secret's value replaced by ``********`` (empty values skipped)."""
+    """``text`` with every secret's value replaced by ``masked-secret`` (a plain word, so the
+    output stays valid YAML; empty values skipped)."""
     for secret in sorted((value for value in secrets if value), key=len, reverse=True):
-        text = text.replace(secret, "********")
+        text = text.replace(secret, "masked-secret")
     return text
 
 

@@ -121,5 +121,5 @@ def test_an_unknown_command_prints_the_usage():
 def test_make_config_masks_every_secret_and_nothing_else():
     text = "JUPYTER_TOKEN: abc123\nPASSWORD: abc123456\nPORT: 5000\n"
     assert cli.masked(text, ["abc123456", "abc123", ""]) == (
-        "JUPYTER_TOKEN: ********\nPASSWORD: ********\nPORT: 5000\n"
+        "JUPYTER_TOKEN: masked-secret\nPASSWORD: masked-secret\nPORT: 5000\n"
     )

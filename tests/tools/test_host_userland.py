@@ -145,7 +145,7 @@ def test_quick_start_init_and_backup_work_with_a_mac_like_userland(built_images)
             timeout=120,
         )
         errors = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
-        assert refused.returncode == 1 and len(errors) == 1, refused.stderr
+        assert refused.returncode != 0 and len(errors) == 1, refused.stderr
         assert "still has containers; run 'make down' first" in errors[0]
         assert f"COMPOSE_PROJECT_NAME={name}" in (directory / ".env").read_text()
         user("make", "SHELL=/bin/sh", "down")
