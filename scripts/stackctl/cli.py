@@ -7,17 +7,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from stackctl import envfile, images, modes, ports, project
 from stackctl.envfile import EnvFile
-from stackctl.proc import ROOT, Failure, compose, docker, output, run, say
+from stackctl.proc import ROOT, Failure, compose, output, run, say
 
 # docker compose up --wait (and its timeout), depends_on conditions honoured by `run`
 MIN_COMPOSE = (2, 20, 0)

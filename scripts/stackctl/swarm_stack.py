@@ -20,7 +20,6 @@ The output holds the secrets of .env (in the services' environment): write it wi
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import sys

@@ -51,7 +51,7 @@ def test_a_bad_workers_is_refused_with_the_command_that_works(text):
     "registry, address",
     [
         ("127.0.0.1:5000", ("127.0.0.1", 5000)),
-        ("registry.example.org/team", ("registry.example.org", 443)),
+        ("registry.example.invalid/team", ("registry.example.invalid", 443)),
     ],
 )
 def test_a_registry_names_where_it_answers(registry, address):

@@ -53,10 +53,13 @@ def test_groups_are_listed_and_an_unknown_one_refused():
 @pytest.mark.parametrize(
     "origin, label",
     [
-        ("https://github.com/org/repo.git", "https://github.com/org/repo.git"),
-        ("git@github.com:org/repo.git", "git@github.com:org/repo.git"),
+        ("https://git.example.invalid/org/repo.git", "https://git.example.invalid/org/repo.git"),
+        ("git@git.example.invalid:org/repo.git", "git@git.example.invalid:org/repo.git"),
         # CI checkouts carry a token: never into a label
-        ("https://ci:s3cret@git.example.org/org/repo.git", "https://git.example.org/org/repo.git"),
+        (
+            "https://ci:s3cret@git.example.invalid/org/repo.git",
+            "https://git.example.invalid/org/repo.git",
+        ),
         ("ssh://git@host:22/repo", "ssh://host:22/repo"),
         ("/home/ada/mlstack", ""),
         ("../mlstack", ""),
