@@ -31,7 +31,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 # Your project's name, for make init (make init NAME=churn-model)
 NAME ?=
-# The stack version to check before merging it (make upgrade-check REF=mlstack/v0.2.0)
+# The stack version to check before merging it, or to move to (make upgrade-check REF=mlstack/v0.2.0)
 REF ?=
 # GPU=1 adds compose.gpu.yaml (NVIDIA GPUs for jupyter and bash), TEAM=1 compose.team.yaml (the
 # tracking server on PostgreSQL and an S3 object store, auth on); GPU=0, TEAM=0 take them away.
@@ -41,7 +41,7 @@ GPU ?=
 TEAM ?=
 export GPU TEAM
 
-.PHONY: FORCE help preflight preflight-env up down build ps logs urls shell train serve backup restore destroy migrate-store test lint format clean lock bench docs test-quick init config hooks check smoke release gc upgrade-check push swarm-up swarm-down
+.PHONY: FORCE help preflight preflight-env up down build ps logs urls shell train serve backup restore destroy migrate-store test lint format clean lock bench docs test-quick init config hooks check smoke release gc upgrade-check move-project push swarm-up swarm-down
 
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -116,7 +116,7 @@ gc: preflight-env ## After a backup, free the disk of runs deleted in the MLflow
 destroy: preflight-env ## Delete the MLflow data volume, after a backup (asks, or CONFIRM=1)
 	@$(STACKCTL) destroy
 
-check: preflight-env build ## The project's own checks in the runner: black --check and project_tests/ (seconds)
+check: preflight-env build ## The project's own checks in the runner: black --check and project/tests/ (seconds)
 	@$(STACKCTL) check
 
 smoke: preflight-env build ## The stack's smoke test: make up, one job of the stack's own, make down if it was down (a project's CI)
@@ -140,13 +140,17 @@ clean: preflight-env ## Remove containers, networks, this project's old images, 
 config: preflight-env ## Print the merged compose configuration, secrets masked (GPU=1, TEAM=1: with their override files)
 	@$(STACKCTL) config
 
-init: ## Start your own project from this one: name its compose project, images and package (NAME=...)
+init: ## Start your own project from this one: name its compose project, images, package and experiment (NAME=...)
 	@$(NEED_PYTHON)
 	@$(STACKCTL) init "$(NAME)"
 
-upgrade-check: ## Before merging a newer stack version: check that REF=<tag> changes none of the project's files
+upgrade-check: ## Before merging a newer stack version: check that REF=<tag> changes nothing under project/
 	@$(NEED_PYTHON)
 	@$(STACKCTL) upgrade-check "$(REF)"
+
+move-project: ## A project made before 0.2: move its files into project/ and merge stack version REF=<tag>
+	@$(NEED_PYTHON)
+	@$(STACKCTL) move-project "$(REF)"
 
 docs: $(VENV)/.installed ## Serve the manual (docs/, MkDocs) on a free loopback port, rebuilt on every edit
 	@port="$$($(STACKCTL) free-port)"; \

@@ -7,6 +7,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,23 +85,35 @@ GIT_TRUSTS_ANY_OWNER = {
 }
 
 
-# The project the stack's tests run on: the project's own files (project-files.txt) as the
-# tests need them, so that a user's train.py, package or notebooks never decide a stack test
-FIXTURE = REPO_ROOT / "tests" / "fixture"
+# The project the stack's tests run on: generated from the template (project/) by make init's own
+# code, so that a user's train.py, package or notebooks never decide a stack test
+TEST_PROJECT = "fixture-project"
+# The stack's test files the containers need (wheels to install offline, jobs of the tests'
+# own), copied into the test project's folder (/project in the containers) under these names
+STACK_TEST_FILES = {"tests/stack/data/wheels": ".stack-tests/wheels",
+                    "tests/stack/jobs": ".stack-tests/jobs"}  # fmt: skip
 
 
-def project_files() -> list[str]:
-    """The project-owned paths that project-files.txt lists, relative to the repo (a folder
-    without its trailing slash)."""
-    lines = (REPO_ROOT / "project-files.txt").read_text().splitlines()
-    return [line.strip().rstrip("/") for line in lines if line.strip() and line[0] != "#"]
+def generate_project(folder: Path, name: str = TEST_PROJECT) -> list[str]:
+    """Make the project folder ``folder`` the project ``name`` as make init does
+    (scripts/stackctl/project.py's ``generate``: package, imports, experiment, README renamed).
+
+    Returns:
+        The lines init would tell the user about the change.
+    """
+    scripts = str(REPO_ROOT / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    from stackctl.project import generate
+
+    return generate(folder, name)
 
 
 def copy_project(destination: Path) -> Path:
     """Make ``destination`` a clone of the repo with the working tree's changes on top: the
     files a fresh clone has, plus uncommitted edits and untracked files that are not ignored;
-    then the project's own files (:func:`project_files`) replaced by the fixture project's
-    (tests/fixture), the project the stack's tests know.
+    then its project folder (the template's demo, project/) made the test project
+    ``fixture-project`` by make init's code (:func:`generate_project`).
 
     It is a git clone, with the repo's own remote, so that the image labels make build
     takes from git (revision, date, source) come out as in the repo: a build in the copy then
@@ -125,16 +138,10 @@ def copy_project(destination: Path) -> Path:
             shutil.copy2(source, target)
     for relative in filter(None, deleted.stdout.split("\0")):
         (destination / relative).unlink(missing_ok=True)
-    for relative in project_files():
-        target, source = destination / relative, FIXTURE / relative
-        if target.is_dir():
-            shutil.rmtree(target)
-        else:
-            target.unlink(missing_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        elif source.is_file():
-            shutil.copy2(source, target)
+    generate_project(destination / "project")
+    # What the stack's tests run in the containers, which see only the project folder
+    for source, target in STACK_TEST_FILES.items():
+        shutil.copytree(REPO_ROOT / source, destination / "project" / target)
     return destination
 
 

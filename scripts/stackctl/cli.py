@@ -13,13 +13,13 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from stackctl import envfile, images, modes, ports, project
 from stackctl.envfile import EnvFile
-from stackctl.proc import ROOT, Failure, compose, output, run, say
+from stackctl.proc import ROOT, RUNTIME, Failure, compose, output, run, say
 
 # docker compose up --wait (and its timeout), depends_on conditions honoured by `run`
 MIN_COMPOSE = (2, 20, 0)
 # Jobs read the host URLs here (run links; whether a cluster is expected); no token in it
-URLS_FILE = ROOT / ".mlstack" / "urls.env"
-DASK_FILE = ROOT / ".mlstack" / "dask.yaml"
+URLS_FILE = RUNTIME / "urls.env"
+DASK_FILE = RUNTIME / "dask.yaml"
 
 
 def env_command(argv: Sequence[str] = ()) -> None:
@@ -240,7 +240,7 @@ def dask_config(dashboard: str) -> str:
 
 def urls(argv: Sequence[str] = ()) -> None:
     """Print the host URLs of MLflow, Jupyter and (with a cluster) the Dask dashboard; save the
-    MLflow and dashboard ones in .mlstack/ for the jobs (no token there).
+    MLflow and dashboard ones in project/.mlstack/ for the jobs (no token there).
 
     Raises:
         Failure: the mlflow service is not running.
@@ -250,7 +250,7 @@ def urls(argv: Sequence[str] = ()) -> None:
         raise Failure("the mlflow service is not running; start the stack with 'make up'")
     jupyter = _url_of("jupyter", 8888)
     dask = _url_of("dask-scheduler", 8787)
-    URLS_FILE.parent.mkdir(exist_ok=True)
+    URLS_FILE.parent.mkdir(parents=True, exist_ok=True)
     lines = f"MLSTACK_MLFLOW_URL={mlflow_url}\n"
     if DASK_FILE.exists():
         DASK_FILE.unlink()
@@ -348,8 +348,8 @@ def clean(argv: Sequence[str] = ()) -> None:
         f"clean: {removed} old image(s) of project {name} removed; the current ones and the "
         "stack's shared images are kept"
     )
-    for folder in (".build", ".mlstack", ".pytest_cache"):
-        shutil.rmtree(ROOT / folder, ignore_errors=True)
+    for folder in (ROOT / ".build", ROOT / ".mlstack", RUNTIME, ROOT / ".pytest_cache"):
+        shutil.rmtree(folder, ignore_errors=True)
     for cache in ROOT.rglob("__pycache__"):
         if ".venv" not in cache.relative_to(ROOT).parts:
             shutil.rmtree(cache, ignore_errors=True)
@@ -357,12 +357,8 @@ def clean(argv: Sequence[str] = ()) -> None:
 
 def check(argv: Sequence[str] = ()) -> None:
     """The project's own checks in the runner (its pinned black and pytest, no tracking server):
-    black --check on the project's Python files and folders, then project_tests/."""
-    paths = [
-        path
-        for path in envfile.project_files()
-        if (ROOT / path).is_dir() or (path.endswith(".py") and (ROOT / path).is_file())
-    ]
+    black --check on the project folder, then its tests (both with project/pyproject.toml's
+    settings)."""
     compose(
         "run",
         "--rm",
@@ -370,9 +366,7 @@ def check(argv: Sequence[str] = ()) -> None:
         "bash",
         "bash",
         "-c",
-        'black --check "$@" && python -m pytest --quiet project_tests',
-        "check",
-        *paths,
+        "black --check . && python -m pytest --quiet",
     )
     say("check: black and the project's tests passed")
 
@@ -489,6 +483,7 @@ COMMANDS: Dict[str, Callable[[Sequence[str]], None]] = {
     "swarm-down": _lazy("swarm", "down"),
     "init": project.init,
     "upgrade-check": project.upgrade_check,
+    "move-project": project.move_project,
     "lock": _lazy("commands", "lock"),
 }
 

@@ -1,6 +1,5 @@
 """The project's settings files: ``.env`` (per machine, mode 600: read, complete, write),
-``env/images.env`` (the image settings, the one place they are written) and the project's own
-files (project-files.txt)."""
+and ``env/images.env`` (the image settings, the one place they are written)."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ import pwd
 import re
 import secrets
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 from stackctl import modes
 from stackctl.proc import ROOT
@@ -50,13 +49,6 @@ def stack_image(name: str, settings: Optional[Mapping[str, str]] = None) -> str:
     """The reference of one of the stack's shared images, e.g. ``mlstack/science:0.1.0``."""
     settings = settings or image_settings()
     return f"{settings['MLSTACK_IMAGE_PREFIX']}/{name}:{settings['MLSTACK_VERSION']}"
-
-
-def project_files() -> List[str]:
-    """The project's own paths as project-files.txt lists them (a folder without its trailing
-    slash), in the file's order."""
-    lines = (ROOT / "project-files.txt").read_text().splitlines()
-    return [line.strip().rstrip("/") for line in lines if line.strip() and line[0] != "#"]
 
 
 def project_name_from(folder: str) -> str:

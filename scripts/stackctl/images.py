@@ -37,8 +37,6 @@ GROUPS: Dict[str, Tuple[str, ...]] = {
     "swarm": ("registry", "gateway"),
 }
 PROJECT_SERVICES = ("jupyter", "bash")
-# The stack's own package, installed in the project's images (images/project/Dockerfile)
-PACKAGE = "images/science/mlstack"
 
 
 def level(name: str) -> int:
@@ -161,7 +159,7 @@ def build_one(
         parent = envfile.stack_image(service, settings)
         image = f"{project}-{service}:{settings['MLSTACK_VERSION']}"
         dockerfile = "images/project/Dockerfile"
-        inputs = ["images/project", PACKAGE, "requirements.txt", "wheels"]
+        inputs = ["images/project", "project/requirements.txt", "project/wheels"]
         # make clean finds this project's older images by it
         extra = ["--label", f"mlstack.project={project}"]
         # The host user's entry in the image (images/project/add-host-user)
@@ -171,9 +169,7 @@ def build_one(
         parent = envfile.stack_image(parents[0], settings) if parents else settings["BASE_IMAGE"]
         image = envfile.stack_image(name, settings)
         dockerfile = f"images/{name}/Dockerfile"
-        # Not the stack's package below images/science: a change to it must not relabel (and
-        # so rebuild) the shared images
-        inputs = [f"images/{name}", f":(exclude){PACKAGE}"]
+        inputs = [f"images/{name}"]
         extra = ["--tag", f"{settings['MLSTACK_IMAGE_PREFIX']}/{name}:latest"]
     revision = _git("log", "-1", "--format=%H", "--", *inputs)
     created = _git("log", "-1", "--format=%cI", "--", *inputs)

@@ -8,8 +8,14 @@ import sys
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-# The repository (the project folder): every command runs from here
+# The repository: every command runs from here
 ROOT = Path(__file__).resolve().parent.parent.parent
+# The user's project: everything in it is theirs (a stack upgrade never changes it); the
+# containers see only it, at /project
+PROJECT = ROOT / "project"
+# What the stack writes into the project for the containers (the host's URLs, Dask's client
+# settings): runtime files, ignored by git (project/.gitignore)
+RUNTIME = PROJECT / ".mlstack"
 
 
 class Failure(Exception):

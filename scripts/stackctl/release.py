@@ -16,7 +16,7 @@ from typing import List, Sequence, Tuple
 
 from stackctl import envfile
 from stackctl.envfile import EnvFile
-from stackctl.proc import ROOT, Failure, compose, docker, output, run, say
+from stackctl.proc import PROJECT, ROOT, RUNTIME, Failure, compose, docker, output, run, say
 
 _REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)*$")
 
@@ -131,8 +131,9 @@ def release(argv: Sequence[str] = ()) -> None:
         )
     env = EnvFile.load()
     settings = envfile.image_settings()
-    (ROOT / ".build").mkdir(exist_ok=True)
-    context = Path(tempfile.mkdtemp(prefix="release.", dir=str(ROOT / ".build")))
+    # Under the project's folder: the runner writes the model's files there and sees only it.
+    RUNTIME.mkdir(parents=True, exist_ok=True)
+    context = Path(tempfile.mkdtemp(prefix="release.", dir=str(RUNTIME)))
     container = ""
     try:
         # The runner writes into it as the project's UID, which owns it also under root
@@ -147,7 +148,7 @@ def release(argv: Sequence[str] = ()) -> None:
             for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
                 if environ.get(key):
                     remote += ["-e", key]
-        relative = context.relative_to(ROOT)
+        relative = context.relative_to(PROJECT)
         compose(
             "run",
             "--rm",
@@ -166,7 +167,7 @@ def release(argv: Sequence[str] = ()) -> None:
         found = read_release(context / "release.env")
         image = f"{env.get('COMPOSE_PROJECT_NAME')}-{found['IMAGE_SUFFIX']}"
         shutil.copyfile(ROOT / "images/science/requirements.lock", context / "constraints.txt")
-        shutil.copytree(ROOT / "images/science/mlstack", context / "mlstack")
+        shutil.copytree(ROOT / "images/project/mlstack", context / "mlstack")
         base = envfile.stack_image("base", settings)
         # Where a prediction comes from, for `docker inspect`
         labels = {

@@ -15,12 +15,14 @@ from typing import List, Sequence, Tuple
 from stackctl import envfile, images
 from stackctl.cli import dask_config, workers_count
 from stackctl.envfile import EnvFile
-from stackctl.proc import ROOT, Failure, compose, docker, output, run, say
+from stackctl.proc import PROJECT, ROOT, RUNTIME, Failure, compose, docker, output, run, say
 from stackctl.release import push
 from stackctl.swarm_stack import MLFLOW_NODE_LABEL, stack_file
 
-# The stack file (with .env's secrets: mode 600) and Dask's settings for the services
+# The stack file (with .env's secrets: mode 600), outside the project folder the services see
 FOLDER = ROOT / ".mlstack" / "swarm"
+# Dask's settings for the services, in the project folder they mount
+DASK_FILE = RUNTIME / "swarm-dask.yaml"
 # Gateway port=service:port pairs: the services' own ports; the scheduler's 8786 is not among them
 FORWARDS = ("5000=mlflow:5000", "8888=jupyter:8888", "8787=dask-scheduler:8787")
 
@@ -164,7 +166,7 @@ def up(argv: Sequence[str] = ()) -> None:
     config = json.loads(
         compose("--profile", "dask", "config", "--format", "json", capture=True).stdout
     )
-    dask_file = f"/project/{(FOLDER / 'dask.yaml').relative_to(ROOT)}"
+    dask_file = f"/project/{DASK_FILE.relative_to(PROJECT)}"
     stack_json = FOLDER / "stack.json"
     descriptor = os.open(str(stack_json), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as file:
@@ -206,7 +208,8 @@ def up(argv: Sequence[str] = ()) -> None:
             *FORWARDS,
             quiet=True,
         )
-    (FOLDER / "dask.yaml").write_text(dask_config(url_of(gateway, "8787")))
+    DASK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    DASK_FILE.write_text(dask_config(url_of(gateway, "8787")))
     deadline = time.monotonic() + int(os.environ.get("MLSTACK_UP_TIMEOUT") or 300)
     while not ready(stack):
         if time.monotonic() >= deadline:
@@ -261,7 +264,7 @@ def down(argv: Sequence[str] = ()) -> None:
                     f"120 s; see 'docker stack ps {stack}'"
                 )
             time.sleep(1)
-    for name in ("stack.json", "dask.yaml"):
-        if (FOLDER / name).exists():
-            (FOLDER / name).unlink()
+    for path in (FOLDER / "stack.json", DASK_FILE):
+        if path.exists():
+            path.unlink()
     say(f"swarm: volumes kept ({stack}_mlflow-data on the node labelled {MLFLOW_NODE_LABEL}=true)")

@@ -49,7 +49,79 @@ def test_packages_are_the_folders_with_an_init(tmp_path):
     assert project.packages(tmp_path / "missing") == []
 
 
-def test_an_upgrade_touches_the_project_when_it_changes_an_owned_file_or_folder():
-    owned = ["src", "train.py", "env/project.env"]
-    changed = ["Makefile", "src/pkg/model.py", "train.py", "src2/x.py", "env/stack.env"]
-    assert project.touched(changed, owned) == ["src/pkg/model.py", "train.py"]
+def test_an_upgrade_touches_the_project_when_it_changes_anything_under_its_folder():
+    changed = ["Makefile", "project/src/pkg/model.py", "project/train.py", "projects/x.py",
+               "env/stack.env", "project"]  # fmt: skip
+    assert project.touched(changed, project.OWNED) == [
+        "project/src/pkg/model.py",
+        "project/train.py",
+        "project",
+    ]
+
+
+def template(folder):
+    """A project folder as the template ships it: one package, its imports, the demo's settings
+    and README, and data that is not code."""
+    (folder / "src/mlstack_demo").mkdir(parents=True)
+    (folder / "src/mlstack_demo/__init__.py").write_text("")
+    (folder / "train.py").write_text("from mlstack_demo import data\nmlstack_demo_x = 1\n")
+    (folder / "notebooks").mkdir()
+    (folder / "notebooks/a.ipynb").write_text('{"source": ["import mlstack_demo.model"]}')
+    (folder / "data/raw").mkdir(parents=True)
+    (folder / "data/raw/notes.md").write_text("mlstack_demo\n")
+    (folder / "project.env").write_text(
+        "# the experiment\nMLFLOW_EXPERIMENT_NAME=mlstack-demo\nX=1\n"
+    )
+    (folder / "README.md").write_text("# mlstack-demo\n\nThe demo.\n")
+    return folder
+
+
+def test_generate_names_the_package_imports_experiment_and_readme(tmp_path):
+    folder = template(tmp_path)
+    said = project.generate(folder, "churn-model")
+    assert [p.name for p in (folder / "src").iterdir()] == ["churn_model"]
+    assert (folder / "train.py").read_text() == "from churn_model import data\nmlstack_demo_x = 1\n"
+    assert "import churn_model.model" in (folder / "notebooks/a.ipynb").read_text()
+    # Data is the project's, never rewritten
+    assert (folder / "data/raw/notes.md").read_text() == "mlstack_demo\n"
+    assert (folder / "project.env").read_text() == (
+        "# the experiment\nMLFLOW_EXPERIMENT_NAME=churn-model\nX=1\n"
+    )
+    assert (folder / "README.md").read_text().startswith("# churn-model\n")
+    assert len(said) == 3
+    # Once the project's own, a second init changes nothing of it but the package's name
+    (folder / "README.md").write_text("# churn-model\n\nOurs.\n")
+    assert project.generate(folder, "churn-model") == []
+    assert (folder / "README.md").read_text() == "# churn-model\n\nOurs.\n"
+
+
+def test_generate_refuses_several_packages_before_changing_anything(tmp_path):
+    folder = template(tmp_path)
+    (folder / "src/other").mkdir()
+    (folder / "src/other/__init__.py").write_text("")
+    with pytest.raises(
+        Failure, match=r"project/src/ holds 2 packages \(src/mlstack_demo src/other\)"
+    ):
+        project.generate(folder, "churn-model")
+    assert (folder / "src/mlstack_demo").is_dir() and "mlstack-demo" in (
+        folder / "project.env"
+    ).read_text()
+
+
+def test_the_old_layout_is_project_files_txt_or_the_default_list(tmp_path):
+    (tmp_path / "train.py").write_text("")
+    (tmp_path / "project_tests").mkdir()
+    (tmp_path / "logs").mkdir()
+    assert project.old_layout_paths(tmp_path) == ["train.py", "project_tests", "logs"]
+    (tmp_path / "own.py").write_text("")
+    (tmp_path / "project-files.txt").write_text("# ours\nown.py\nproject_tests/\nmissing.py\n")
+    assert project.old_layout_paths(tmp_path) == ["own.py", "project_tests", "logs"]
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [("src", "project/src"), ("project_tests", "project/tests"),
+     ("env/project.env", "project/project.env"), ("data", "project/data")],
+)  # fmt: skip
+def test_the_move_puts_each_old_path_in_the_project_folder(old, new):
+    assert project.moved_to(old) == new

@@ -192,9 +192,9 @@ def test_a_project_folder_with_spaces_is_the_containers_project_folder(stack):
     result = stack.compose("run", "--rm", "--no-deps", "bash", "touch", marker)
     try:
         assert result.returncode == 0, result.stderr
-        assert (stack.directory / marker).stat().st_uid == stack.uid
+        assert (stack.directory / "project" / marker).stat().st_uid == stack.uid
     finally:
-        (stack.directory / marker).unlink(missing_ok=True)
+        (stack.directory / "project" / marker).unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ import requests
 pytestmark = pytest.mark.stack
 
 DASK_SERVICES = ("dask-scheduler", "dask-worker")
-# The wheels the tests install, as the containers see the project copy (mounted at /project)
-WHEELS = "/project/tests/stack/data/wheels"
+# The wheels the tests install, as the containers see the test project (copy_project)
+WHEELS = "/project/.stack-tests/wheels"
 # Heavier than sweep.py's default grid (8 candidates x 5 folds, 2.7 times the trees): long
 # enough to kill a worker in the middle of it (the kill comes with the first task running)
 SLOW_GRID = ("--n-estimators", "100,200,300,400", "--max-depth", "4,8")

@@ -12,7 +12,8 @@ import requests
 
 pytestmark = pytest.mark.stack
 
-JOB = "tests/stack/jobs/log_values.py"
+# The tests' own job, in the test project (copy_project), run from /project
+JOB = ".stack-tests/jobs/log_values.py"
 VALUES = 10_000
 
 

@@ -53,7 +53,7 @@ def rows() -> pd.DataFrame:
 
 
 def test_predict_gives_the_models_own_predictions_in_the_inputs_order(stack, models, rows):
-    rows.to_csv(stack.directory / "data/processed/rows.csv", index=False)
+    rows.to_csv(stack.directory / "project/data/processed/rows.csv", index=False)
     result = job(
         stack,
         "predict.py",
@@ -66,7 +66,7 @@ def test_predict_gives_the_models_own_predictions_in_the_inputs_order(stack, mod
     )
     assert result.returncode == 0, result.stderr
     assert "40 rows" in result.stdout
-    output = pd.read_csv(stack.directory / "data/processed/predictions.csv")
+    output = pd.read_csv(stack.directory / "project/data/processed/predictions.csv")
     pd.testing.assert_frame_equal(
         output.drop(columns=["prediction"]), rows.reset_index(drop=True), check_dtype=False
     )
@@ -89,7 +89,7 @@ def test_predict_gives_the_models_own_predictions_in_the_inputs_order(stack, mod
     ],
 )
 def test_predict_names_a_missing_or_mistyped_column_in_one_line(stack, models, rows, damage):
-    damage(rows).to_csv(stack.directory / "data/processed/damaged.csv", index=False)
+    damage(rows).to_csv(stack.directory / "project/data/processed/damaged.csv", index=False)
     result = job(
         stack,
         "predict.py",
@@ -102,14 +102,14 @@ def test_predict_names_a_missing_or_mistyped_column_in_one_line(stack, models, r
     )
     line = one_error_line(result)
     assert "alcohol" in line and "damaged.csv" in line, line
-    assert not (stack.directory / "data/processed/never.csv").exists()
+    assert not (stack.directory / "project/data/processed/never.csv").exists()
 
 
 @pytest.mark.parametrize(
     "uri", ["runs:/0123456789abcdef0123456789abcdef/model", "models:/no-such-model/1"]
 )
 def test_predict_with_a_bad_model_uri_says_so_in_one_line(stack, rows, uri):
-    rows.to_csv(stack.directory / "data/processed/rows.csv", index=False)
+    rows.to_csv(stack.directory / "project/data/processed/rows.csv", index=False)
     result = job(
         stack,
         "predict.py",

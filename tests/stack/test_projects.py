@@ -22,7 +22,7 @@ pytestmark = pytest.mark.stack
 # wheels shipped with the tests, so that no test downloads them: the image builds from the
 # project's wheels/, pip and %pip from the project copy as the containers see it (/project)
 EXTRA = {"one": "tabulate", "two": "termcolor"}
-WHEELS = "/project/tests/stack/data/wheels"
+WHEELS = "/project/.stack-tests/wheels"
 WHEELS_HERE = Path(__file__).parent / "data" / "wheels"
 
 
@@ -31,8 +31,8 @@ def add_requirement(project, package: str) -> str:
     the tests) into wheels/, its line in requirements.txt (so the build downloads nothing);
     returns requirements.txt's former text."""
     wheel = next(WHEELS_HERE.glob(f"{package}-*.whl"))
-    shutil.copy2(wheel, project.directory / "wheels" / wheel.name)
-    path = project.directory / "requirements.txt"
+    shutil.copy2(wheel, project.directory / "project/wheels" / wheel.name)
+    path = project.directory / "project/requirements.txt"
     before = path.read_text()
     path.write_text(f"{before.rstrip()}\n{package} @ file:///opt/mlstack/wheels/{wheel.name}\n")
     return before
@@ -88,7 +88,7 @@ def test_removing_a_package_and_make_up_removes_it_and_make_clean_the_old_image(
     assert project.compose(*check).returncode == 0
     old_image = docker_client.images.get(project_image_ref(project.name, "jupyter")).id
 
-    (project.directory / "requirements.txt").write_text(original)
+    (project.directory / "project/requirements.txt").write_text(original)
     result = project.make("up")
     assert result.returncode == 0, result.stderr[-2000:]
     # make up rebuilt the image and recreated the running container on it
@@ -153,7 +153,7 @@ def test_percent_pip_install_in_a_notebook_kernel_imports_in_the_same_kernel(sta
         "nbformat": 4,
         "nbformat_minor": 5,
     }
-    path = stack.directory / "pip-probe.ipynb"
+    path = stack.directory / "project/pip-probe.ipynb"
     path.write_text(json.dumps(notebook))
     try:
         # A real kernel of the jupyter container, run by nbclient as the container's user

@@ -247,7 +247,7 @@ def test_release_with_registry_pushes_an_image_that_serves_when_pulled(stack, re
 def monitor(stack, served: pd.DataFrame, folder: str) -> subprocess.CompletedProcess[str]:
     """Serve ``served`` in batches of 20 rows from a release container that records its requests
     in ``folder`` of the project (as the project's UID), then run monitor.py on that folder."""
-    records = stack.directory / folder
+    records = stack.directory / "project" / folder
     records.mkdir(parents=True)
     run(["chown", f"{stack.uid}:{stack.uid}", str(records)])
     container = serve(

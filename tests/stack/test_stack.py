@@ -111,7 +111,7 @@ def test_training_run_has_its_params_metrics_and_a_host_url(stack, training_run)
         params={"experiment_id": experiment_id},
         timeout=10,
     ).json()["experiment"]
-    env_file = (stack.directory / "env/project.env").read_text()
+    env_file = (stack.directory / "project/project.env").read_text()
     assert f"MLFLOW_EXPERIMENT_NAME={experiment['name']}" in env_file
 
 
@@ -184,7 +184,7 @@ def test_files_created_in_the_project_folder_belong_to_the_host_user(stack):
     result = stack.compose("exec", "-T", "jupyter", "touch", "created-by-jupyter.txt")
     assert result.returncode == 0, result.stderr
     for name in ("created-by-bash.txt", "created-by-jupyter.txt"):
-        info = (stack.directory / name).stat()
+        info = (stack.directory / "project" / name).stat()
         assert (info.st_uid, info.st_gid) == (stack.uid, stack.uid), name
 
 

@@ -203,7 +203,7 @@ def jupyter_cleanup(stack):
     test created it."""
     base = stack.urls["jupyter"].split("/lab")[0]
     auth = {"Authorization": f"token {stack.token()}"}
-    checkpoints = stack.directory / "notebooks" / ".ipynb_checkpoints"
+    checkpoints = stack.directory / "project/notebooks/.ipynb_checkpoints"
     had_checkpoints = checkpoints.exists()
     sessions = requests.get(f"{base}/api/sessions", headers=auth, timeout=10)
     assert sessions.status_code == 200, sessions.text
@@ -243,7 +243,7 @@ def test_mlflow_page_printed_by_train_shows_the_runs_name_and_metric(stack, chro
 
 
 def test_jupyterlab_opens_the_sample_notebook_with_its_title(stack, chromium, jupyter_cleanup):
-    title = notebook_title(stack.directory / NOTEBOOK)
+    title = notebook_title(stack.directory / "project" / NOTEBOOK)
     printed = urlsplit(stack.urls["jupyter"])
     assert printed.path == "/lab" and printed.query.startswith("token="), stack.urls["jupyter"]
     url = urlunsplit(printed._replace(path=f"/lab/tree/{NOTEBOOK}"))

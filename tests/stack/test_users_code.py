@@ -24,7 +24,7 @@ WHO = "import os, pwd; print('name=' + pwd.getpwuid(os.getuid()).pw_name)"
 
 def write(stack, relative: str, text: str) -> Path:
     """A file of the user's in the project folder, owned by the stack's UID."""
-    path = stack.directory / relative
+    path = stack.directory / "project" / relative
     path.write_text(textwrap.dedent(text))
     if os.getuid() == 0:
         os.chown(path, stack.uid, stack.uid)
@@ -130,7 +130,7 @@ def dask_in_a_kernel(stack) -> dict:
     write(stack, "dask_probe.ipynb", json.dumps(notebook))
     result = stack.execute_notebook("dask_probe.ipynb", "--output-dir", "/tmp")
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads((stack.directory / "dask_probe.json").read_text())
+    return json.loads((stack.directory / "project/dask_probe.json").read_text())
 
 
 def test_dask_code_runs_as_dasks_docs_write_it_with_and_without_the_stacks_cluster(stack):
@@ -168,7 +168,9 @@ def test_the_bring_your_own_code_page_runs_as_written(stack):
         link.startswith(stack.urls["mlflow"]) for link in links
     ), result.stdout
     experiment = re.search(
-        r"^MLFLOW_EXPERIMENT_NAME=(.+)$", (stack.directory / "env/project.env").read_text(), re.M
+        r"^MLFLOW_EXPERIMENT_NAME=(.+)$",
+        (stack.directory / "project/project.env").read_text(),
+        re.M,
     )[1]
     found = stack.rest("experiments/get-by-name", experiment_name=experiment)["experiment"]
     ids = {link.split("/runs/")[1] for link in links}

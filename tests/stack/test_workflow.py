@@ -12,7 +12,7 @@ import pytest
 import requests
 from sklearn.datasets import load_wine
 
-from tests.helpers import FIXTURE
+from tests.helpers import REPO_ROOT
 
 pytestmark = pytest.mark.stack
 
@@ -61,7 +61,7 @@ def test_jobs_log_to_the_console_at_the_env_level_and_always_to_a_file(stack):
     )
     assert quiet.returncode == 0, quiet.stderr
     assert "job started" not in quiet.stderr
-    log_file = stack.directory / "logs" / "jobs.log"
+    log_file = stack.directory / "project/logs/jobs.log"
     last = log_file.read_text().splitlines()[-2:]
     assert any(
         "INFO train: job started, tracking at http://mlflow:5000" in line for line in last
@@ -106,7 +106,7 @@ def test_jupyterlab_ships_widgets_git_and_a_black_formatter(stack):
     assert git.status_code == 200, git.text
 
 
-@pytest.mark.parametrize("notebook", sorted(FIXTURE.glob("notebooks/*.ipynb")), ids=str)
+@pytest.mark.parametrize("notebook", sorted(REPO_ROOT.glob("project/notebooks/*.ipynb")), ids=str)
 def test_committed_notebooks_carry_no_outputs(notebook):
     cells = json.loads(notebook.read_text())["cells"]
     code = [cell for cell in cells if cell["cell_type"] == "code"]

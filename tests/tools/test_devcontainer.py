@@ -77,7 +77,7 @@ def test_devcontainer_up_attaches_to_the_runner_with_mlflow_and_jupyter_beside_i
     assert runner.attrs["Config"]["Image"] == project_image_ref(project.name, "bash")
     assert runner.attrs["Config"]["User"] == f"{test_uid}:{test_uid}"
     mounts = {m["Destination"]: m["Source"] for m in runner.attrs["Mounts"]}
-    assert Path(mounts["/project"]) == project.directory
+    assert Path(mounts["/project"]) == project.directory / "project"
     assert "MLFLOW_TRACKING_URI=http://mlflow:5000" in runner.attrs["Config"]["Env"]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import FIXTURE, copy_project, run
+from tests.helpers import REPO_ROOT, copy_project, run
 
 pytestmark = pytest.mark.tools
 
@@ -111,7 +111,7 @@ def test_pre_commit_reformats_a_badly_formatted_python_file(repo):
 
 
 def test_pre_commit_strips_the_outputs_of_a_notebook(repo):
-    notebook = json.loads((FIXTURE / "notebooks/explore_wine.ipynb").read_text())
+    notebook = json.loads((REPO_ROOT / "project/notebooks/explore_wine.ipynb").read_text())
     code = next(cell for cell in notebook["cells"] if cell["cell_type"] == "code")
     code["execution_count"] = 7
     code["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["178 rows\n"]}]

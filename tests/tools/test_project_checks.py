@@ -26,14 +26,14 @@ def test_make_check_passes_on_a_fresh_clone_and_fails_on_a_failing_test_or_bad_f
     assert "passed" in passed.stdout
     print(f"make check on a fresh clone: {seconds:.1f} s")
 
-    failing = project.directory / "project_tests" / "test_failing.py"
+    failing = project.directory / "project/tests/test_failing.py"
     failing.write_text("def test_the_project_is_broken():\n    assert 1 + 1 == 3\n")
     result = project.make("check")
     assert result.returncode != 0
     assert "test_the_project_is_broken" in result.stdout + result.stderr
     failing.unlink()
 
-    package = next(project.directory.glob("src/*/__init__.py")).parent
+    package = next(project.directory.glob("project/src/*/__init__.py")).parent
     (package / "badly_formatted.py").write_text("numbers = { 'one':1,'two' :2 }\n")
     result = project.make("check")
     assert result.returncode != 0

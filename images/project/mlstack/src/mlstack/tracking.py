@@ -141,7 +141,7 @@ def start_run(
             raise
         mlflow.set_experiment(name)
     # What MLflow reads where no experiment is active (the subprocesses it starts, e.g. to infer
-    # a model's requirements): this one, not env/project.env's, which may not exist yet and which
+    # a model's requirements): this one, not project.env's, which may not exist yet and which
     # jobs started together would all try to create
     os.environ["MLFLOW_EXPERIMENT_NAME"] = name
     run = mlflow.start_run(run_name=run_name, nested=nested, tags={"mlflow.user": run_user()})

@@ -23,7 +23,7 @@ from .tracking import disk_full, error_message, server_gone, store_unavailable
 # Jobs log metrics, parameters and tags asynchronously, sent in batches (up to 1,000 values per
 # request, once a second): a training loop does not wait for the server. Without the buffering,
 # MLflow sends each value in a request of its own, no faster than synchronous logging. Either is
-# a setting: MLFLOW_ENABLE_ASYNC_LOGGING=false in env/project.env logs synchronously.
+# a setting: MLFLOW_ENABLE_ASYNC_LOGGING=false in project.env logs synchronously.
 ASYNC_LOGGING = {
     "MLFLOW_ENABLE_ASYNC_LOGGING": "true",
     "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1",
@@ -53,7 +53,7 @@ class _NotInstalled(importlib.abc.MetaPathFinder):
 
 class JobCommand(click.Command):
     """A click command that loads the project's settings before it reads its options (so an
-    option's ``envvar`` sees env/project.env) and sets :data:`ASYNC_LOGGING` where the settings
+    option's ``envvar`` sees project.env) and sets :data:`ASYNC_LOGGING` where the settings
     do not (:func:`mlstack.start_run` waits for the values when the run ends), and makes an
     import of the :data:`PROBED_MODULES` that are not installed fail at once."""
 
@@ -122,7 +122,7 @@ class CommaList(click.ParamType):
         return f"{self.item.name.upper()},..."
 
 
-# The options every job that logs a run has: the experiment (env/project.env's by default) and
+# The options every job that logs a run has: the experiment (project.env's by default) and
 # the run's name
 experiment_option = click.option(
     "--experiment", envvar="MLFLOW_EXPERIMENT_NAME", default=DEFAULT_EXPERIMENT,

@@ -1,8 +1,9 @@
 """The project's settings, as jobs and notebooks read them.
 
-Settings come from the environment (compose passes env/stack.env and env/project.env to the
-containers), else from those files of the project folder, then from ``.mlstack/urls.env``, which
-`make up` writes with the host's URLs.
+Settings come from the environment (compose passes the stack's env/stack.env and the project's
+project.env to the containers), else from those files (on the host: the project folder and the
+stack's checkout around it), then from the project's ``.mlstack/urls.env``, which `make up`
+writes with the host's URLs.
 """
 
 from __future__ import annotations
@@ -21,22 +22,23 @@ class JobError(RuntimeError):
 
 def project_dir() -> Path:
     """The project folder: ``MLSTACK_PROJECT_DIR`` when set, else the nearest folder at or above
-    the working directory that holds ``compose.yaml`` and ``env/`` (jobs start in ``/project``,
-    notebooks in a folder of it), else the working directory."""
+    the working directory that holds ``project.env`` (``/project`` in the containers, where jobs
+    start; ``project/`` of the stack's checkout on the host), else the working directory."""
     if configured := os.environ.get("MLSTACK_PROJECT_DIR"):
         return Path(configured)
     here = Path.cwd()
     for folder in (here, *here.parents):
-        if (folder / "compose.yaml").is_file() and (folder / "env").is_dir():
+        if (folder / "project.env").is_file():
             return folder
     return here
 
 
 def settings_files() -> tuple[Path, ...]:
-    """The files :func:`load_settings` reads, first wins: the stack's settings, the project's,
-    then the URLs `make up` found on the host."""
+    """The files :func:`load_settings` reads, first wins: the stack's settings (``env/stack.env``
+    beside the project folder, in the stack's checkout), the project's ``project.env``, then the
+    URLs `make up` found on the host (``.mlstack/urls.env``)."""
     top = project_dir()
-    return (top / "env" / "stack.env", top / "env" / "project.env", top / ".mlstack" / "urls.env")
+    return (top.parent / "env" / "stack.env", top / "project.env", top / ".mlstack" / "urls.env")
 
 
 def load_settings() -> None:
@@ -65,4 +67,4 @@ def number_setting(name: str, default: float) -> float:
     try:
         return float(text)
     except ValueError:
-        raise JobError(f"{name}={text} is not a number; fix it in env/project.env") from None
+        raise JobError(f"{name}={text} is not a number; fix it in project.env") from None
