@@ -1,6 +1,6 @@
 """Evaluate a logged or registered model with MLflow's evaluation API on held-out rows, as a run
 of its own; against a baseline model, exit 1 when the candidate's accuracy is below the
-baseline's by more than EVALUATE_MAX_ACCURACY_DROP (env/project.env), so CI can gate a model.
+baseline's by more than EVALUATE_MAX_ACCURACY_DROP (project.env), so CI can gate a model.
 In the runner: docker compose run --rm bash python evaluate.py --model models:/wine-classifier/2
 --baseline models:/wine-classifier/1"""
 
@@ -38,7 +38,7 @@ def evaluate(model, data_file, baseline, experiment, run_name):
     if baseline and not gate.passed:
         raise mlstack.JobError(f"{model} is worse than the baseline: accuracy {accuracy:.3f} is "
                                f"below {gate.floor:.3f} (the baseline's less EVALUATE_MAX_ACCURACY_DROP"
-                               f"={max_drop:g}, env/project.env)")  # fmt: skip
+                               f"={max_drop:g}, project.env)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -62,13 +62,13 @@ def test_an_upgrade_touches_the_project_when_it_changes_anything_under_its_folde
 def template(folder):
     """A project folder as the template ships it: one package, its imports, the demo's settings
     and README, and data that is not code."""
-    (folder / "src/mlstack_demo").mkdir(parents=True)
-    (folder / "src/mlstack_demo/__init__.py").write_text("")
-    (folder / "train.py").write_text("from mlstack_demo import data\nmlstack_demo_x = 1\n")
+    (folder / "src/template_demo").mkdir(parents=True)
+    (folder / "src/template_demo/__init__.py").write_text("")
+    (folder / "train.py").write_text("from template_demo import data\ntemplate_demo_x = 1\n")
     (folder / "notebooks").mkdir()
-    (folder / "notebooks/a.ipynb").write_text('{"source": ["import mlstack_demo.model"]}')
+    (folder / "notebooks/a.ipynb").write_text('{"source": ["import template_demo.model"]}')
     (folder / "data/raw").mkdir(parents=True)
-    (folder / "data/raw/notes.md").write_text("mlstack_demo\n")
+    (folder / "data/raw/notes.md").write_text("template_demo\n")
     (folder / "project.env").write_text(
         "# the experiment\nMLFLOW_EXPERIMENT_NAME=mlstack-demo\nX=1\n"
     )
@@ -80,10 +80,10 @@ def test_generate_names_the_package_imports_experiment_and_readme(tmp_path):
     folder = template(tmp_path)
     said = project.generate(folder, "churn-model")
     assert [p.name for p in (folder / "src").iterdir()] == ["churn_model"]
-    assert (folder / "train.py").read_text() == "from churn_model import data\nmlstack_demo_x = 1\n"
+    assert (folder / "train.py").read_text() == "from churn_model import data\ntemplate_demo_x = 1\n"
     assert "import churn_model.model" in (folder / "notebooks/a.ipynb").read_text()
     # Data is the project's, never rewritten
-    assert (folder / "data/raw/notes.md").read_text() == "mlstack_demo\n"
+    assert (folder / "data/raw/notes.md").read_text() == "template_demo\n"
     assert (folder / "project.env").read_text() == (
         "# the experiment\nMLFLOW_EXPERIMENT_NAME=churn-model\nX=1\n"
     )
@@ -100,10 +100,10 @@ def test_generate_refuses_several_packages_before_changing_anything(tmp_path):
     (folder / "src/other").mkdir()
     (folder / "src/other/__init__.py").write_text("")
     with pytest.raises(
-        Failure, match=r"project/src/ holds 2 packages \(src/mlstack_demo src/other\)"
+        Failure, match=r"project/src/ holds 2 packages \(src/template_demo src/other\)"
     ):
         project.generate(folder, "churn-model")
-    assert (folder / "src/mlstack_demo").is_dir() and "mlstack-demo" in (
+    assert (folder / "src/template_demo").is_dir() and "mlstack-demo" in (
         folder / "project.env"
     ).read_text()
 
