@@ -80,7 +80,9 @@ def test_generate_names_the_package_imports_experiment_and_readme(tmp_path):
     folder = template(tmp_path)
     said = project.generate(folder, "churn-model")
     assert [p.name for p in (folder / "src").iterdir()] == ["churn_model"]
-    assert (folder / "train.py").read_text() == "from churn_model import data\ntemplate_demo_x = 1\n"
+    assert (
+        folder / "train.py"
+    ).read_text() == "from churn_model import data\ntemplate_demo_x = 1\n"
     assert "import churn_model.model" in (folder / "notebooks/a.ipynb").read_text()
     # Data is the project's, never rewritten
     assert (folder / "data/raw/notes.md").read_text() == "template_demo\n"
@@ -100,7 +102,7 @@ def test_generate_refuses_several_packages_before_changing_anything(tmp_path):
     (folder / "src/other").mkdir()
     (folder / "src/other/__init__.py").write_text("")
     with pytest.raises(
-        Failure, match=r"project/src/ holds 2 packages \(src/template_demo src/other\)"
+        Failure, match=r"project/src/ holds 2 packages \(src/other src/template_demo\)"
     ):
         project.generate(folder, "churn-model")
     assert (folder / "src/template_demo").is_dir() and "mlstack-demo" in (
