@@ -23,7 +23,7 @@ from mlstack_demo import data
 @mlstack.run_name_option
 def evaluate(model, data_file, baseline, experiment, run_name):
     """Evaluate an MLflow model on held-out data."""
-    max_drop = mlstack.number_setting("EVALUATE_MAX_ACCURACY_DROP", 0.02)
+    max_drop = mlstack.number_setting("EVALUATE_MAX_ACCURACY_DROP")
     rows = data.held_out_rows(model, data_file)
     with mlstack.start_run(run_name=run_name, experiment=experiment) as run:
         mlflow.log_params({"model": model, "baseline": baseline, "rows": len(rows)})

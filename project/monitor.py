@@ -18,7 +18,7 @@ from mlstack import monitoring
 @click.option("--requests", "folder", metavar="DIR", required=True, type=click.Path(path_type=Path),
               help="The folder the release image recorded the requests in.")  # fmt: skip
 @click.option("--max-drift-share", type=click.FloatRange(0, 1), envvar="MONITOR_MAX_DRIFT_SHARE",
-              default=0.0, show_envvar=True, help="Exit 1 above this share of drifted columns.")  # fmt: skip
+              required=True, show_envvar=True, help="Exit 1 above this share of drifted columns.")  # fmt: skip
 @mlstack.experiment_option
 def monitor(model, folder, max_drift_share, experiment):
     """Check the served requests for data drift against the model's reference data."""

@@ -94,6 +94,18 @@ STACK_TEST_FILES = {"tests/stack/data/wheels": ".stack-tests/wheels",
                     "tests/stack/jobs": ".stack-tests/jobs"}  # fmt: skip
 
 
+def stackctl():
+    """The host package ``stackctl`` (scripts/stackctl), imported as make runs it, for the one
+    definition of what the tests share with it (the image chain, make init's code)."""
+    scripts = str(REPO_ROOT / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    import stackctl.images
+    import stackctl.project
+
+    return stackctl
+
+
 def generate_project(folder: Path, name: str = TEST_PROJECT) -> list[str]:
     """Make the project folder ``folder`` the project ``name`` as make init does
     (scripts/stackctl/project.py's ``generate``: package, imports, experiment, README renamed).
@@ -101,12 +113,7 @@ def generate_project(folder: Path, name: str = TEST_PROJECT) -> list[str]:
     Returns:
         The lines init would tell the user about the change.
     """
-    scripts = str(REPO_ROOT / "scripts")
-    if scripts not in sys.path:
-        sys.path.insert(0, scripts)
-    from stackctl.project import generate
-
-    return generate(folder, name)
+    return stackctl().project.generate(folder, name)
 
 
 def copy_project(destination: Path) -> Path:

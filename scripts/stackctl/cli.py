@@ -294,9 +294,12 @@ def down(argv: Sequence[str] = ()) -> None:
 
 def build(argv: Sequence[str] = ()) -> None:
     """Build the images asked for (:func:`stackctl.images.wanted`); ``--list GROUP`` prints a
-    group's image names instead (the tests and CI read them so)."""
+    group's image names instead (the tests and CI read them so), ``--tree`` the chain."""
     if argv and argv[0] == "--list":
         say(" ".join(images.group(argv[1] if len(argv) > 1 else "")))
+        return
+    if argv and argv[0] == "--tree":
+        say("\n".join(images.tree(envfile.image_settings()["BASE_IMAGE"])))
         return
     images.build(argv, os.environ)
 

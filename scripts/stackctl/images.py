@@ -39,6 +39,29 @@ GROUPS: Dict[str, Tuple[str, ...]] = {
 PROJECT_SERVICES = ("jupyter", "bash")
 
 
+def tree(debian_image: str) -> List[str]:
+    """The chain as text lines, one image per line under its parent (the Debian image
+    ``debian_image`` at the top); an image with several parents shows under the first, its
+    others named. The manual's picture of the chain is this output (a static test compares)."""
+    lines = [debian_image]
+
+    def below(parent: str, indent: str) -> None:
+        children = [name for name, parents in CHAIN.items() if parents[:1] == (parent,)]
+        for index, child in enumerate(children):
+            last = index == len(children) - 1
+            others = CHAIN[child][1:]
+            also = f" (also on {', '.join(others)})" if others else ""
+            lines.append(f"{indent}{'└─' if last else '├─'} {child}{also}")
+            below(child, indent + ("   " if last else "│  "))
+
+    roots = [name for name, parents in CHAIN.items() if not parents]
+    for index, root in enumerate(roots):
+        last = index == len(roots) - 1
+        lines.append(f"{'└─' if last else '├─'} {root}")
+        below(root, "   " if last else "│  ")
+    return lines
+
+
 def level(name: str) -> int:
     """0 for an image on the Debian base, else one more than its highest parent's."""
     return max((level(parent) + 1 for parent in CHAIN[name]), default=0)

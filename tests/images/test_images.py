@@ -8,18 +8,24 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.helpers import IMAGE_NAMES, REPO_ROOT, image_settings
+from tests.helpers import IMAGE_NAMES, REPO_ROOT, image_settings, stackctl
 
-# The lock files each image installs, in /opt/mlstack/locks
-LOCKS = {
-    "base": ["base"],
-    "science": ["base", "science"],
-    "jupyter": ["base", "science", "jupyter"],
-    "bash": ["base", "science"],
-    "mlflow": ["base", "science"],
-}
-PARENT = {"science": "base", "jupyter": "science", "bash": "science", "mlflow": "science"}
 IMAGES_DIR = REPO_ROOT / "images"
+# Each image's parents, from the chain's one definition
+CHAIN = stackctl().images.CHAIN
+PARENT = {name: CHAIN[name][0] for name in IMAGE_NAMES if CHAIN[name]}
+
+
+def ancestry(name: str) -> list[str]:
+    """``name`` and its ancestors through the first parent, oldest first."""
+    return [*ancestry(CHAIN[name][0]), name] if CHAIN[name] else [name]
+
+
+# The lock files each image installs, in /opt/mlstack/locks: its own and its ancestors'
+LOCKS = {
+    name: [n for n in ancestry(name) if (IMAGES_DIR / n / "requirements.lock").exists()]
+    for name in IMAGE_NAMES
+}
 CHECK_LOCKED_PACKAGES = (Path(__file__).parent / "check_locked_packages.py").read_text()
 
 

@@ -20,6 +20,7 @@ from tests.helpers import (
     TEAM_IMAGE_NAMES,
     image_settings,
     run,
+    stackctl,
 )
 
 BIN = Path(sys.executable).parent
@@ -241,3 +242,28 @@ def test_no_image_step_downloads_an_architecture_specific_file(dockerfile: Path)
     text = dockerfile.read_text()
     found = re.findall(r"\b(?:curl|wget)\b|^ADD\s+https?://|amd64|x86_64|aarch64", text, re.M)
     assert found == [], f"{dockerfile.parent.name} downloads or names an architecture: {found}"
+
+
+def test_an_images_parent_is_written_only_in_the_chains_one_definition():
+    chain = stackctl().images.CHAIN
+    # Each Dockerfile takes its parent from the build (BASE_IMAGE, from CHAIN), never a default
+    for dockerfile in [*DOCKERFILES, *REPO_ROOT.glob("bench/*.Dockerfile")]:
+        lines = dockerfile.read_text().splitlines()
+        named = [line for line in lines if line.startswith(("FROM", "ARG BASE_IMAGE"))]
+        assert named == ["ARG BASE_IMAGE", "FROM ${BASE_IMAGE}"], dockerfile
+    # No code or setting but the chain's definition pairs an image with its parent
+    pairs = [(child, parent) for child, parents in chain.items() for parent in parents]
+    files = run(["git", "ls-files", "*.py", "*.yaml", "*.yml", "*.env", "*.toml", "Makefile"])
+    for relative in files.stdout.split():
+        if relative == "scripts/stackctl/images.py":
+            continue
+        text = (REPO_ROOT / relative).read_text()
+        for child, parent in pairs:
+            literal = rf"""['"]{child}['"]\s*:\s*\(?\s*['"]{parent}['"]"""
+            tagged = rf"/{parent}:(latest|\$\{{MLSTACK_VERSION)"
+            assert not re.search(literal, text), f"{relative} pairs {child} with {parent}"
+            if child != "project":
+                assert not re.search(tagged, text), f"{relative} names {parent} as a parent"
+    # The manual's picture of the chain is the definition's own output
+    tree = run(["python3", "scripts/stackctl", "build", "--tree"]).stdout
+    assert f"```\n{tree}```\n" in (REPO_ROOT / "docs/quick-start.md").read_text()

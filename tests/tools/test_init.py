@@ -12,7 +12,15 @@ import docker
 import pytest
 import requests
 
-from tests.helpers import Project, copy_project, image_ref, project_image_ref, run, unique_name
+from tests.helpers import (
+    REPO_ROOT,
+    Project,
+    copy_project,
+    image_ref,
+    project_image_ref,
+    run,
+    unique_name,
+)
 
 pytestmark = pytest.mark.tools
 
@@ -59,7 +67,23 @@ def test_make_init_gives_a_copy_its_own_stack_beside_another_one(
     assert copy.name == name
     # The stack's settings are not the project's to change
     assert (copy.directory / "env/images.env").read_text() == images_env
+    # The project folder holds the template's files and no others, its package renamed
+    package = name.replace("-", "_")
+    template = {
+        re.sub(r"^src/[^/]+/", f"src/{package}/", str(p.relative_to(REPO_ROOT / "project")))
+        for p in (REPO_ROOT / "project").rglob("*")
+        if p.is_file() and tracked(p)
+    }
+    made = {
+        str(p.relative_to(copy.directory / "project"))
+        for p in (copy.directory / "project").rglob("*")
+        if p.is_file() and ".stack-tests" not in p.parts and "__pycache__" not in p.parts
+    }
+    assert made == template
     copy_mlflow = up(copy)
+    # Its jobs log to its own experiment, named by init
+    trained = copy.compose("run", "--rm", "bash", "python", "train.py", "--n-estimators", "5")
+    assert f"logged to experiment '{name}'" in trained.stdout, trained.stdout + trained.stderr
 
     own_after = stack_resources(docker_client, own)
     copy_resources = stack_resources(docker_client, copy)
@@ -74,6 +98,11 @@ def test_make_init_gives_a_copy_its_own_stack_beside_another_one(
     assert copy_resources["images"] - shared == {project_image_ref(name, "jupyter")}
     for url in (own_mlflow, copy_mlflow):
         assert requests.get(f"{url}/health", timeout=10).text.strip() == "OK"
+
+
+def tracked(path) -> bool:
+    """Whether git tracks ``path`` in the repository (the template's files, not local ones)."""
+    return run(["git", "ls-files", "--error-unmatch", str(path)]).returncode == 0
 
 
 @pytest.mark.parametrize("name", ["", "My_Project", "-starts-with-a-dash", "ends-", "a b"])

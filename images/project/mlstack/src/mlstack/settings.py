@@ -57,13 +57,16 @@ def setting(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name) or default
 
 
-def number_setting(name: str, default: float) -> float:
-    """A setting that must be a number, or ``default`` when unset.
+def number_setting(name: str, default: float | None = None) -> float:
+    """A setting that must be a number (a threshold of project.env, say), or ``default`` when
+    unset; without a default, the setting must be there.
 
     Raises:
-        JobError: when the value is not a number.
+        JobError: when the value is not a number, or it is unset and has no default.
     """
-    text = setting(name, str(default))
+    text = setting(name, None if default is None else str(default))
+    if text is None:
+        raise JobError(f"{name} is not set; set it in project.env")
     try:
         return float(text)
     except ValueError:
