@@ -218,6 +218,8 @@ def build_one(
         labels["org.opencontainers.image.source"] = source_url(origin) or "unknown"
     command = ["docker", "build", "--force-rm", *extra, "--file", dockerfile]
     command += ["--build-arg", f"BASE_IMAGE={parent}", "--tag", image]
+    # The stack's packages take the stack's version (images/project, images/mlflow)
+    command += ["--build-arg", f"MLSTACK_VERSION={settings['MLSTACK_VERSION']}"]
     for key, value in labels.items():
         command += ["--label", f"{key}={value}"]
     command.append(".")

@@ -168,6 +168,12 @@ def release(argv: Sequence[str] = ()) -> None:
         image = f"{env.get('COMPOSE_PROJECT_NAME')}-{found['IMAGE_SUFFIX']}"
         shutil.copyfile(ROOT / "images/science/requirements.lock", context / "constraints.txt")
         shutil.copytree(ROOT / "images/project/mlstack", context / "mlstack")
+        # Versioned as the stack, as the project's images install it
+        package = context / "mlstack" / "pyproject.toml"
+        package.write_text(
+            re.sub(r'^version = .*$', f'version = "{settings["MLSTACK_VERSION"]}"',
+                   package.read_text(), flags=re.M)
+        )  # fmt: skip
         base = envfile.stack_image("base", settings)
         # Where a prediction comes from, for `docker inspect`
         labels = {

@@ -10,6 +10,8 @@ import secrets
 import pytest
 import requests
 
+from tests.helpers import image_settings
+
 pytestmark = pytest.mark.stack
 
 # The tests' own job, in the test project (copy_project), run from /project
@@ -54,3 +56,15 @@ def test_a_job_logging_10000_values_asynchronously_stores_them_all(stack, fail):
     stored = history(stack, printed[1])
     assert sorted(m["step"] for m in stored) == list(range(VALUES))
     assert all(m["value"] == pytest.approx(1 / (m["step"] + 1)) for m in stored)
+
+
+def test_the_stacks_packages_have_the_stacks_one_version(stack, docker_client, built_images):
+    # env/images.env's MLSTACK_VERSION, written into each package by the build
+    version = image_settings()["MLSTACK_VERSION"]
+    probe = "import importlib.metadata as m; print(m.version('{}'))"
+    job = stack.compose("run", "--rm", "--no-deps", "bash", "python", "-c", probe.format("mlstack"))
+    assert job.stdout.strip().splitlines()[-1:] == [version], job.stdout + job.stderr
+    server = docker_client.containers.run(
+        built_images["mlflow"], ["python", "-c", probe.format("mlstack-server")], remove=True
+    )
+    assert server.decode().strip() == version
