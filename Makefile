@@ -125,8 +125,8 @@ smoke: preflight-env build ## The stack's smoke test: make up, one job of the st
 test: $(VENV)/.installed ## Run the tests: the host side's unit tests, static checks, each image, the stack end to end, the tools
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-test-quick: $(VENV)/.installed ## The inner loop: the host side's unit tests, static checks, each image, one stack's core end-to-end tests (minutes)
-	@$(PYTHON) -m pytest tests/host tests/static tests/images tests/stack/test_stack.py $(PYTEST_ARGS)
+test-quick: $(VENV)/.installed ## The inner loop: unit tests of the host side and the stack's package, static checks, each image, one stack's core end-to-end tests (minutes)
+	@$(PYTHON) -m pytest tests/host tests/package tests/static tests/images tests/stack/test_stack.py $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed ## Check formatting (black), Dockerfiles, shell scripts, YAML, CI workflow, the manual (mkdocs --strict)
 	@$(PYTHON) -m pytest tests/static $(PYTEST_ARGS)

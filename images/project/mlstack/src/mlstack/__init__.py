@@ -14,7 +14,7 @@ while the project's own package (``src/``) keeps only its data, features and mod
 - :func:`setting`, :func:`number_setting`, :class:`JobError`: settings and one-line errors.
 """
 
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
 from .evaluation import GATE_METRIC, compare_with_baseline, evaluate_classifier, timed
 from .jobs import CommaList, experiment_option, job, logger, run_name_option
@@ -28,7 +28,12 @@ from .tracking import (
     start_run,
 )
 
-__version__ = version("mlstack")
+try:
+    # The stack's version, which the image build writes into the installed package
+    __version__: str | None = version("mlstack")
+except PackageNotFoundError:
+    # Imported from the source tree (the host's unit tests, tests/package)
+    __version__ = None
 
 __all__ = [
     "GATE_METRIC",
