@@ -126,20 +126,13 @@ def held_out_rows(model_uri: str, path: str | Path | None = None) -> pd.DataFram
         DataError: when the file cannot be read.
         JobError: when the model is not found, or its run lacks those parameters.
     """
-    import mlflow
-    from mlstack import failure
+    from mlstack import model_run_params
 
     if path is not None:
         features, target = load_data(path)
         return features.assign(**{TARGET: target})
-    with failure(f"cannot find the model {model_uri}"):
-        run_id = mlflow.models.get_model_info(model_uri).run_id
-        params = mlflow.get_run(run_id).data.params if run_id else {}
-    if not {"test_size", "random_state"} <= set(params):
-        raise JobError(
-            f"the run of {model_uri} does not record test_size and random_state; give the rows "
-            "to evaluate on with --data FILE"
-        )
+    params = model_run_params(model_uri, ("test_size", "random_state"),
+                              "give the rows to evaluate on with --data FILE")  # fmt: skip
     features, target = load_data()
     split_rows = split(features, target, float(params["test_size"]), int(params["random_state"]))
     return split_rows[1].assign(**{TARGET: split_rows[3]})

@@ -4,12 +4,12 @@ over its hyperparameters that sweep.py runs."""
 
 from __future__ import annotations
 
-import functools
 import itertools
 import time
 from typing import Any
 
 import pandas as pd
+from mlstack import cluster
 from sklearn.ensemble import RandomForestClassifier
 
 # The column predictions get in predict.py's output
@@ -86,9 +86,8 @@ def candidates(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return list(ParameterGrid(grid))
 
 
-@functools.lru_cache(maxsize=4)
+@cluster.per_worker
 def _data(path: str | None) -> tuple[pd.DataFrame, pd.Series]:
-    # Once per process: a Dask worker runs many folds of the same data
     from .data import load_data
 
     return load_data(path)
@@ -145,13 +144,9 @@ def cross_validate_grid(
     client: Any | None = None,
 ) -> pd.DataFrame:
     """Cross-validate every candidate of ``grid``: one :func:`score_fold` task per candidate and
-    fold, on the Dask cluster of ``client`` (a ``distributed.Client``, see ``mlstack.cluster.connect``)
-    when given, else locally by joblib with ``n_jobs=-1`` (every core).
-
-    On a cluster the tasks go to the client directly rather than through joblib's ``dask``
-    backend, which runs everything in the calling process when the cluster has one worker
-    thread, and batches tasks by their duration. The tasks carry only parameters: with the data
-    as arguments, the search would depend on the one worker the data was scattered to.
+    fold, on the Dask cluster of ``client`` (a ``distributed.Client``) when given, else locally
+    on every core (``mlstack.cluster.map_tasks``). The tasks carry only parameters; each loads
+    the data where it runs.
 
     Returns:
         One row per candidate, in :func:`candidates` order: ``params`` (a dict), then
@@ -167,23 +162,12 @@ def cross_validate_grid(
     """
     params = candidates(grid)
     tasks = [(index, fold) for index in range(len(params)) for fold in range(folds)]
-    options = {"folds": folds, "random_state": random_state, "data_path": data_path}
-    if client is not None:
-        # pure=False: a repeated search computes again instead of reusing results
-        futures = client.map(
-            score_fold,
-            [params[index] for index, _ in tasks],
-            [fold for _, fold in tasks],
-            pure=False,
-            **options,
-        )
-        scores = client.gather(futures)
-    else:
-        from joblib import Parallel, delayed
-
-        scores = Parallel(n_jobs=-1)(
-            delayed(score_fold)(params[index], fold, **options) for index, fold in tasks
-        )
+    calls = [
+        {"params": params[index], "fold": fold, "folds": folds, "random_state": random_state,
+         "data_path": data_path}
+        for index, fold in tasks
+    ]  # fmt: skip
+    scores = cluster.map_tasks(score_fold, calls, client)
     by_candidate = pd.DataFrame(scores).groupby([index for index, _ in tasks])
     means, spreads = by_candidate.mean(), by_candidate.std(ddof=0)
     results = pd.DataFrame(

@@ -24,6 +24,7 @@ from .tracking import (
     log_candidates,
     log_dataset,
     log_sklearn_model,
+    model_run_params,
     open_line,
     start_run,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "log_dataset",
     "log_sklearn_model",
     "logger",
+    "model_run_params",
     "number_setting",
     "open_line",
     "run_name_option",

@@ -19,16 +19,21 @@ fallback to local fits; otherwise the work runs locally.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import warnings
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 from urllib.parse import urlparse
 
 from .settings import JobError, load_settings, setting
 
 # Seconds to wait for the scheduler to answer, and for its first worker
 CONNECT_TIMEOUT = 10.0
+# How many different arguments :func:`per_worker` keeps the results of, per process
+PER_WORKER_RESULTS = 4
+
+Result = TypeVar("Result")
 
 
 class ClusterError(JobError):
@@ -203,3 +208,39 @@ def parallel(client: Any | None) -> Iterator[None]:
             f"the Dask cluster at {client.scheduler.address} failed during the work: "
             f"{type(error).__name__}: {' '.join(str(error).split())}"
         ) from None
+
+
+def map_tasks(
+    function: Callable[..., Result], calls: Sequence[dict[str, Any]], client: Any | None = None
+) -> list[Result]:
+    """``function(**call)`` for every call: one Dask task each on the cluster of ``client`` (a
+    ``distributed.Client``, see :func:`connect`), else locally by joblib on every core
+    (``n_jobs=-1``).
+
+    On a cluster the tasks go to the client directly rather than through joblib's ``dask``
+    backend, which runs everything in the calling process when the cluster has one worker
+    thread, and batches tasks by their duration. Keep the calls small (parameters, a file
+    path): a task that carries the data depends on the one worker it was scattered to; load
+    the data where the task runs (:func:`per_worker`).
+
+    Returns:
+        The results, in ``calls``' order.
+
+    Raises:
+        What ``function`` raises; ``distributed.KilledWorker`` or ``OSError`` when the cluster
+        fails during the work (:func:`parallel` turns them into one :class:`ClusterError` line).
+    """
+    if client is not None:
+        # pure=False: a repeated search computes again instead of reusing results
+        futures = [client.submit(function, pure=False, **call) for call in calls]
+        return client.gather(futures)
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=-1)(delayed(function)(**call) for call in calls)
+
+
+def per_worker(function: Callable[..., Result]) -> Callable[..., Result]:
+    """``function`` (of hashable arguments, a data loader say) computed once per process for
+    each of its last :data:`PER_WORKER_RESULTS` arguments: a Dask worker or a joblib process
+    runs many tasks of :func:`map_tasks` on the same data, and loads it once."""
+    return functools.lru_cache(maxsize=PER_WORKER_RESULTS)(function)

@@ -12,7 +12,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 from urllib.parse import urlparse
 
 from .settings import DEFAULT_EXPERIMENT, JobError, setting
@@ -280,6 +280,28 @@ def log_candidates(results: Any, experiment: str | None = None) -> list[str]:
             mlflow.log_metrics({name: float(value) for name, value in row.items()})
         run_ids.append(child.info.run_id)
     return run_ids
+
+
+def model_run_params(model_uri: str, names: Sequence[str], otherwise: str) -> dict[str, str]:
+    """The parameters ``names`` of the run that logged the model at ``model_uri`` (any form
+    MLflow takes: ``models:/<name>/<version>``, ``runs:/<run id>/model``, ...), as strings.
+
+    Args:
+        otherwise: what the user can do instead when the run lacks one, the end of the error.
+
+    Raises:
+        JobError: the model is not found (one line), or its run does not record every name.
+    """
+    import mlflow
+
+    with failure(f"cannot find the model {model_uri}"):
+        run_id = mlflow.models.get_model_info(model_uri).run_id
+        params = mlflow.get_run(run_id).data.params if run_id else {}
+    if not set(names) <= set(params):
+        raise JobError(
+            f"the run of {model_uri} does not record {' and '.join(names)}; {otherwise}"
+        )
+    return {name: params[name] for name in names}
 
 
 def error_message(error: BaseException) -> str:
