@@ -298,9 +298,7 @@ def model_run_params(model_uri: str, names: Sequence[str], otherwise: str) -> di
         run_id = mlflow.models.get_model_info(model_uri).run_id
         params = mlflow.get_run(run_id).data.params if run_id else {}
     if not set(names) <= set(params):
-        raise JobError(
-            f"the run of {model_uri} does not record {' and '.join(names)}; {otherwise}"
-        )
+        raise JobError(f"the run of {model_uri} does not record {' and '.join(names)}; {otherwise}")
     return {name: params[name] for name in names}
 
 
