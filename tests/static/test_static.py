@@ -121,6 +121,45 @@ def test_github_workflow_matches_the_workflow_schema(workflow: Path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_github_workflows_pass_zizmor():
+    # Injection, excess permissions, persisted credentials, unpinned actions (.github/zizmor.yml)
+    result = run([str(BIN / "zizmor"), "--offline", "--format", "plain", ".github/workflows/"])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# A release job as release.yml had it: the tag's name part, through a step's output, expanded
+# into a run: script that holds the registry's and the tracking server's credentials
+TAG_IN_SCRIPT = """name: release
+on:
+  push:
+    tags: ["model/*/*"]
+permissions:
+  contents: read
+jobs:
+  release:
+    runs-on: ubuntu-24.04
+    steps:
+      - id: model
+        run: echo "uri=models:/${GITHUB_REF_NAME#model/}" >>"$GITHUB_OUTPUT"
+      - run: make release MODEL="${{ steps.model.outputs.uri }}"
+"""
+
+
+@pytest.mark.parametrize("expression", ["steps.model.outputs.uri", "github.ref_name"])
+def test_zizmor_fails_a_workflow_whose_script_expands_a_tag(tmp_path, expression):
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    (tmp_path / ".github" / "zizmor.yml").write_text(
+        (REPO_ROOT / ".github" / "zizmor.yml").read_text()
+    )
+    text = TAG_IN_SCRIPT.replace("steps.model.outputs.uri", expression)
+    (workflows / "release.yml").write_text(text)
+    result = run(
+        [str(BIN / "zizmor"), "--offline", "--format", "plain", ".github/workflows/"], tmp_path
+    )
+    assert result.returncode != 0 and "template-injection" in result.stdout + result.stderr
+
+
 def test_pre_commit_config_is_valid():
     result = run([str(BIN / "pre-commit"), "validate-config", ".pre-commit-config.yaml"])
     assert result.returncode == 0, result.stdout + result.stderr
