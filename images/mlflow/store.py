@@ -283,6 +283,14 @@ def backup(archive: Path) -> int:
         StoreError: when a snapshot is not intact.
     """
     if not (DATA / "mlflow.db").exists():
+        artifacts = sum(1 for path in (DATA / ARTIFACTS).rglob("*") if path.is_file())
+        if artifacts:
+            # A damaged store: a backup without its runs would look whole, and make destroy
+            # would then delete the artifacts it could not restore
+            raise StoreError(
+                f"the store holds {artifacts} artifact files but no backend store (mlflow.db); "
+                "nothing was backed up or deleted: copy the volume's files out by hand first"
+            )
         print("backup: nothing to back up (no backend store yet)")
         return 0
     partial = archive.with_name(f".{archive.name}.partial")

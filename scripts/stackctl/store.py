@@ -284,6 +284,8 @@ class Store:
             )
             if answer.strip() != "yes":
                 raise Failure("destroy cancelled; nothing was deleted")
+        # Every writer stopped first: the backup then holds every run logged before destroy
+        compose("--profile", "*", "down", "--remove-orphans")
         self.backup()
         compose("--profile", "*", "down", "--remove-orphans")
         for volume in volumes:

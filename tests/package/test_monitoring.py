@@ -41,3 +41,16 @@ def test_a_folder_without_records_or_a_bad_line_is_one_line(tmp_path, files, mes
 def test_a_missing_folder_says_which_folder_to_give(tmp_path):
     with pytest.raises(JobError, match="no such folder; give the folder the release image"):
         read_requests(tmp_path / "missing")
+
+
+def test_a_cut_short_last_line_is_skipped_and_counted(tmp_path, caplog):
+    whole = record(["x"], [[1], [2]])
+    (tmp_path / "a.jsonl").write_text(whole + whole[: len(whole) // 2])
+    (tmp_path / "b.jsonl").write_text(whole)
+    rows = read_requests(tmp_path)
+    assert len(rows) == 4 and rows.attrs["skipped"] == 1
+    assert "skipped 1 cut-short last line of the request records" in caplog.text
+    # A broken line that is not the last one is an error, not a skip
+    (tmp_path / "a.jsonl").write_text(whole[: len(whole) // 2] + "\n" + whole)
+    with pytest.raises(JobError, match=r"a\.jsonl:1 is not a request record"):
+        read_requests(tmp_path)

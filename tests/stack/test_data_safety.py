@@ -273,6 +273,60 @@ def test_backup_then_destroy_then_restore_gives_back_the_same_runs(
     assert stack.urls == urls
 
 
+# A user's job that logs one small run after another, printing each run's id once it finished
+LOGGING_LOOP = """
+import mlflow
+while True:
+    with mlflow.start_run(run_name="loop") as run:
+        mlflow.log_metric("x", 1.0)
+    print(run.info.run_id, flush=True)
+"""
+
+
+def test_destroy_stops_every_writer_before_its_backup_and_refuses_a_damaged_store(
+    docker_client, stack
+):
+    job = subprocess.Popen(
+        ["docker", "compose", "run", "--rm", "-T", "bash", "python", "-c", LOGGING_LOOP],
+        cwd=stack.directory, env=stack.env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        finished = [job.stdout.readline().strip() for _ in range(3)]
+        assert all(len(run_id) == 32 for run_id in finished), finished
+        destroyed = stack.make("destroy", "CONFIRM=1")
+        assert destroyed.returncode == 0, destroyed.stderr
+    finally:
+        job.kill()
+        job.wait(timeout=60)
+    # Every run the job finished before destroy began is in destroy's own backup
+    archive = sorted((stack.directory / "backups").glob("mlflow-*.tar.gz"))[-1]
+    restored = stack.make("restore", f"FILE=backups/{archive.name}")
+    assert restored.returncode == 0, restored.stderr
+    stack.up()
+    for run_id in finished:
+        assert stack.rest("runs/get", run_id=run_id)["run"]["info"]["status"] == "FINISHED"
+    # A store whose backend store is gone (moved aside here): destroy refuses, deletes nothing
+    volume = f"{stack.project}_mlflow-data"
+
+    def in_volume(*command: str) -> None:
+        docker_client.containers.run(
+            image_ref("mlflow"), list(command), volumes={volume: {"bind": "/data"}}, user="0",
+            remove=True,
+        )  # fmt: skip
+
+    stack.compose("stop", "mlflow")
+    in_volume("mv", "/data/mlflow.db", "/data/mlflow.db.aside")
+    try:
+        refused = stack.make("destroy", "CONFIRM=1")
+        assert refused.returncode != 0 and "no backend store (mlflow.db)" in refused.stderr
+        assert docker_client.volumes.get(volume)
+    finally:
+        in_volume("mv", "/data/mlflow.db.aside", "/data/mlflow.db")
+    stack.up()
+    for run_id in finished:
+        assert stack.rest("runs/get", run_id=run_id)["run"]["info"]["status"] == "FINISHED"
+
+
 # Restores one archive over the store again and again, each time killed (os._exit, as a SIGKILL
 # would) at its Nth step, N = 1, 2, ... until one runs to its end; after each, the
 # server's own start-up step (store.py prepare) runs, and the store must be whole: either the old

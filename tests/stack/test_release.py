@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import socket
 import subprocess
 import time
 
@@ -244,9 +245,12 @@ def test_release_with_registry_pushes_an_image_that_serves_when_pulled(stack, re
         run(["docker", "image", "rm", pushed])
 
 
-def monitor(stack, served: pd.DataFrame, folder: str) -> subprocess.CompletedProcess[str]:
+def monitor(
+    stack, served: pd.DataFrame, folder: str, cut_short: bool = False
+) -> subprocess.CompletedProcess[str]:
     """Serve ``served`` in batches of 20 rows from a release container that records its requests
-    in ``folder`` of the project (as the project's UID), then run monitor.py on that folder."""
+    in ``folder`` of the project (as the project's UID), then run monitor.py on that folder;
+    with ``cut_short``, a record's last line first cut in half, as a killed server leaves it."""
     records = stack.directory / "project" / folder
     records.mkdir(parents=True)
     run(["chown", f"{stack.uid}:{stack.uid}", str(records)])
@@ -265,6 +269,12 @@ def monitor(stack, served: pd.DataFrame, folder: str) -> subprocess.CompletedPro
     lines = [json.loads(line) for path in records.glob("*.jsonl") for line in path.open()]
     assert sum(len(line["inputs"]["data"]) for line in lines) == len(served)
     assert all(line["request_id"] and line["time"] and line["outputs"] for line in lines)
+    # Written for the server's user only: they hold every request's raw inputs
+    assert {oct(path.stat().st_mode & 0o777) for path in records.glob("*.jsonl")} == {"0o600"}
+    if cut_short:
+        path = next(records.glob("*.jsonl"))
+        text = path.read_text()
+        path.write_text(text + text.splitlines()[0][:100])
     return stack.compose(
         "run", "--rm", "bash", "python", "monitor.py", "--model", f"models:/{MODEL}/1",
         "--requests", folder, timeout=600,
@@ -280,9 +290,10 @@ def monitoring_run(stack, result: subprocess.CompletedProcess[str]) -> dict:
 def test_monitoring_finds_no_drift_in_training_data_and_the_drifted_column(
     stack, released, features
 ):
-    same = monitor(stack, features, "monitoring/training")
+    same = monitor(stack, features, "monitoring/training", cut_short=True)
     assert same.returncode == 0, same.stdout + same.stderr
     assert "(none)" in same.stdout, same.stdout
+    assert "skipped 1 cut-short last line" in same.stdout + same.stderr
     drifted = monitor(stack, features.assign(alcohol=features["alcohol"] * 3), "monitoring/drift")
     assert drifted.returncode == 1, drifted.stdout + drifted.stderr
     assert "(alcohol)" in drifted.stdout, drifted.stdout
@@ -303,3 +314,86 @@ def test_monitoring_finds_no_drift_in_training_data_and_the_drifted_column(
     )
     # Evidently's page, with the column's data
     assert report.status_code == 200 and "<html" in report.text and "alcohol" in report.text
+
+
+def raw_request(url: str, head: str, body: bytes = b"") -> socket.socket:
+    """A connection to the server at ``url`` that sent ``head`` (the request line and headers,
+    without the blank line) and ``body``: a client that may never send the rest."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    connection = socket.create_connection((host, int(port)), timeout=30)
+    connection.sendall(head.encode() + b"\r\n\r\n" + body)
+    return connection
+
+
+def status_of(connection: socket.socket) -> int:
+    """The HTTP status the server answered on ``connection``."""
+    answer = connection.recv(4096).decode(errors="replace")
+    return int(answer.split(" ", 2)[1])
+
+
+def test_release_refuses_big_bodies_and_batches_and_sheds_excess_load(released, features):
+    container = serve(
+        f"{released}",
+        "--memory", "768m",
+        "--env", "MLSTACK_SERVE_WORKERS=1",
+        "--env", "MLSTACK_SERVE_MAX_BODY_MB=1",
+        "--env", "MLSTACK_SERVE_MAX_ROWS=100",
+        "--env", "MLSTACK_SERVE_MAX_CONCURRENCY=3",
+        "--env", "MLSTACK_REQUEST_LOG=",
+    )  # fmt: skip
+    try:
+        url = address(container)
+        json_head = "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+        # A 1 GiB body, declared: 413 before any of it is read
+        declared = raw_request(url, f"{json_head}\r\nContent-Length: {2**30}")
+        assert status_of(declared) == 413
+        # A body with no declared length, streamed in 1 MiB chunks: 413 once past the limit,
+        # while the client has more to send
+        streamed = raw_request(url, f"{json_head}\r\nTransfer-Encoding: chunked")
+        for _ in range(2):
+            streamed.sendall(b"100000\r\n" + b" " * 2**20 + b"\r\n")
+        assert status_of(streamed) == 413
+        answer = requests.post(f"{url}/invocations", json=split(features.iloc[:101]), timeout=30)
+        assert answer.status_code == 400 and "MLSTACK_SERVE_MAX_ROWS" in answer.json()["message"]
+        # Two requests whose bodies never finish hold two of the three places; with this
+        # connection's own, the next request is one too many: 503 at once
+        body = json.dumps(split(features.iloc[:1]))
+        held = [raw_request(url, f"{json_head}\r\nContent-Length: {len(body)}", b"{") for _ in "ab"]
+        time.sleep(1)
+        assert requests.post(f"{url}/invocations", data=body, timeout=30).status_code == 503
+        for connection in held:
+            connection.close()
+        time.sleep(1)
+        answer = requests.post(f"{url}/invocations", data=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+        state = json.loads(run(["docker", "inspect", container]).stdout)[0]["State"]
+        assert state["Running"] and not state["OOMKilled"]
+        # The one worker was never restarted: uvicorn logs each worker it starts
+        logs = run(["docker", "logs", container])
+        assert (logs.stdout + logs.stderr).count("Started server process") == 1
+    finally:
+        stop(container)
+
+
+def test_release_request_records_rotate_and_stay_bounded(stack, released, features, tmp_path):
+    records = tmp_path / "records"
+    records.mkdir()
+    run(["chown", f"{stack.uid}:{stack.uid}", str(records)])
+    container = serve(
+        f"{released}",
+        "--user", f"{stack.uid}:{stack.uid}",
+        "--volume", f"{records}:/var/log/model",
+        "--env", "MLSTACK_SERVE_WORKERS=1",
+        "--env", "MLSTACK_REQUEST_LOG_MAX_MB=0.01",
+        "--env", "MLSTACK_REQUEST_LOG_FILES=3",
+    )  # fmt: skip
+    try:
+        url = address(container)
+        for _ in range(40):
+            batch = split(features.iloc[:20])
+            assert requests.post(f"{url}/invocations", json=batch, timeout=30).status_code == 200
+    finally:
+        stop(container)
+    files = sorted(records.glob("*.jsonl"))
+    assert len(files) == 3, files
+    assert all(path.stat().st_size < 0.01 * 2**20 + 20_000 for path in files)

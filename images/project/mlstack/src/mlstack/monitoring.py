@@ -42,8 +42,12 @@ class Drift:
 def read_requests(folder: Path) -> Any:
     """The input rows of every request recorded in ``folder`` (its ``*.jsonl`` files, any depth).
 
+    A file's last line cut short (no newline, not JSON: a server killed while writing it) is
+    skipped and counted.
+
     Returns:
-        A pandas DataFrame, one row per served row, in the files' order.
+        A pandas DataFrame, one row per served row, in the files' order; ``.attrs["skipped"]``:
+        how many cut-short last lines were skipped.
 
     Raises:
         JobError: when the folder is missing, holds no record, or a line is not a record
@@ -55,20 +59,35 @@ def read_requests(folder: Path) -> Any:
         raise JobError(
             f"--requests {folder}: no such folder; give the folder the release image records to"
         )
-    frames = []
+    frames, skipped = [], 0
     for path in sorted(folder.rglob("*.jsonl")):
-        with path.open(encoding="utf-8") as lines:
+        with path.open(encoding="utf-8", errors="replace") as lines:
             for number, line in enumerate(lines, 1):
                 if not line.strip():
                     continue
                 try:
                     inputs = json.loads(line)["inputs"]
                     frames.append(pd.DataFrame(inputs["data"], columns=inputs["columns"]))
-                except (ValueError, KeyError, TypeError) as error:
+                except json.JSONDecodeError:
+                    if line.endswith("\n"):
+                        raise JobError(f"{path}:{number} is not a request record") from None
+                    skipped += 1
+                except (KeyError, TypeError, ValueError) as error:
                     raise JobError(f"{path}:{number} is not a request record ({error})") from None
     if not frames:
         raise JobError(f"--requests {folder}: no recorded request (*.jsonl) in it")
-    return pd.concat(frames, ignore_index=True)
+    rows = pd.concat(frames, ignore_index=True)
+    rows.attrs["skipped"] = skipped
+    if skipped:
+        from .jobs import logger
+
+        logger().warning(
+            "skipped %d cut-short last line%s of the request records (a server stopped while "
+            "writing)",
+            skipped,
+            "" if skipped == 1 else "s",
+        )
+    return rows
 
 
 def reference_data(model_uri: str) -> Any:

@@ -11,9 +11,19 @@ Settings (environment variables, set in the image; ``docker run -e`` changes the
 
 - ``MLSTACK_MODEL_PATH``: the model's folder (default ``/opt/model``).
 - ``MLSTACK_SERVE_TIMEOUT``: seconds one request may take before it answers 504 (default 60).
+- ``MLSTACK_SERVE_MAX_BODY_MB``: the largest request body in MiB (default 16); a larger one
+  answers 413 before its rest is read, so one request cannot make a worker buffer gigabytes.
+- ``MLSTACK_SERVE_MAX_ROWS``: the most rows one request may score (default 100000); more answer
+  400 before the model runs.
 - ``MLSTACK_REQUEST_LOG``: the folder the request records go to (default ``/var/log/model``,
-  a mounted volume); empty: no records.
+  a mounted folder); empty: no records.
 - ``MLSTACK_REQUEST_SAMPLE``: the share of requests recorded, 0 to 1 (default 1).
+- ``MLSTACK_REQUEST_LOG_MAX_MB``, ``MLSTACK_REQUEST_LOG_FILES``: a worker's record file is
+  rotated at this many MiB (default 64) and this many files are kept per worker (default 5):
+  the records of a server that runs for months stay bounded.
+
+The concurrency limit (``MLSTACK_SERVE_MAX_CONCURRENCY``, 503 above it) is uvicorn's own
+``--limit-concurrency``, set by the image's command.
 """
 
 from __future__ import annotations
@@ -41,6 +51,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.background import BackgroundTask
 
 logger = logging.getLogger("mlstack.serving")
+
+MIB = 1024 * 1024
+# Records waiting for the writer thread, at most, per worker
+QUEUED_RECORDS = 10_000
 
 
 @dataclasses.dataclass
@@ -89,16 +103,29 @@ class Recorder:
         sample: the share of requests recorded, 0 to 1.
     """
 
-    def __init__(self, folder: Path | None, sample: float) -> None:
+    def __init__(
+        self,
+        folder: Path | None,
+        sample: float,
+        max_bytes: int = 64 * MIB,
+        files: int = 5,
+        queued: int = QUEUED_RECORDS,
+    ) -> None:
         self.sample = sample
+        self.max_bytes, self.files = max_bytes, max(files, 1)
         self.file = None
-        self.queue: queue.SimpleQueue[Record | None] = queue.SimpleQueue()
+        self.path: Path | None = None
+        # Bounded: records a slow or full disk cannot take are dropped (and counted), never
+        # held in memory without end
+        self.queue: queue.Queue[Record | None] = queue.Queue(maxsize=queued)
+        self.dropped = 0
+        self.failing = False
         self.writer: threading.Thread | None = None
         if folder is None or sample <= 0:
             return
-        path = folder / f"requests-{socket.gethostname()}-{os.getpid()}.jsonl"
+        self.path = folder / f"requests-{socket.gethostname()}-{os.getpid()}.jsonl"
         try:
-            self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115
+            self.file = self._open()
         except OSError as error:
             # Serving goes on without records: a prediction matters more than its record
             logger.warning(
@@ -117,8 +144,16 @@ class Recorder:
         return self.file is not None and random.random() < self.sample
 
     def put(self, record: Record) -> None:
-        """Queue one request's record for the writer thread (microseconds: never waits)."""
-        self.queue.put(record)
+        """Queue one request's record for the writer thread (microseconds: never waits); when
+        the queue is full, the record is dropped and counted (:attr:`dropped`)."""
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.warning(
+                    "%d request records dropped: the writer cannot keep up", self.dropped
+                )
 
     def close(self) -> None:
         """Write every queued record, then close the file (blocks until written)."""
@@ -128,6 +163,27 @@ class Recorder:
             self.file.close()
             self.writer = None
 
+    def _open(self) -> Any:
+        # 0600: the records hold the raw inputs of every request
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return os.fdopen(descriptor, "a", encoding="utf-8")
+
+    def rotated(self, number: int) -> Path:
+        """The name of the ``number``-th older file (1: the newest of them), still ``*.jsonl``
+        so that monitor.py reads it."""
+        return self.path.with_name(f"{self.path.stem}.{number}.jsonl")
+
+    def _rotate(self) -> None:
+        self.file.close()
+        oldest = self.rotated(self.files - 1) if self.files > 1 else self.path
+        oldest.unlink(missing_ok=True)
+        for number in range(self.files - 2, 0, -1):
+            if self.rotated(number).exists():
+                self.rotated(number).rename(self.rotated(number + 1))
+        if self.files > 1:
+            self.path.rename(self.rotated(1))
+        self.file = self._open()
+
     def _drain(self) -> None:
         while (record := self.queue.get()) is not None:
             try:
@@ -135,6 +191,19 @@ class Recorder:
                 # Whole lines reach the file when no request waits: monitor.py reads them live
                 if self.queue.empty():
                     self.file.flush()
+                if self.file.tell() >= self.max_bytes:
+                    self.file.flush()
+                    self._rotate()
+                if self.failing:
+                    self.failing = False
+                    logger.warning("request records are written again to %s", self.path)
+            except OSError as error:
+                # A full disk: one line when it starts, not one per request
+                if not self.failing:
+                    self.failing = True
+                    logger.warning(
+                        "request records are not written (%s): %s", self.path, error.strerror
+                    )
             except Exception:  # noqa: BLE001 - a record lost is logged, the writer goes on
                 logger.exception("the record of request %s was not written", record.request_id)
 
@@ -162,12 +231,28 @@ class RecordedModel:
     :class:`Record`; what MLflow's scoring code uses of the model (``metadata``, ``predict``) is
     the model's own."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, max_rows: int | None = None) -> None:
         self.model = model
         self.metadata = model.metadata
+        self.max_rows = max_rows
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
-        """The model's predictions for ``data``, kept with ``data`` when the request was chosen."""
+        """The model's predictions for ``data``, kept with ``data`` when the request was chosen.
+
+        Raises:
+            MlflowException: (400) more rows than ``max_rows``, before the model runs.
+        """
+        shape = getattr(data, "shape", None)
+        rows = shape[0] if shape else len(data) if hasattr(data, "__len__") else 1
+        if self.max_rows is not None and rows > self.max_rows:
+            from mlflow.exceptions import MlflowException
+            from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+            raise MlflowException(
+                f"{rows} rows in one request, over the limit of {self.max_rows} "
+                "(MLSTACK_SERVE_MAX_ROWS); send smaller batches",
+                error_code=INVALID_PARAMETER_VALUE,
+            )
         outputs = self.model.predict(data, params=params)
         if (record := _record.get()) is not None:
             record.inputs, record.outputs = data, outputs
@@ -187,11 +272,16 @@ def create_app(model_path: str | None = None) -> Any:
     path = model_path or os.environ.get("MLSTACK_MODEL_PATH", "/opt/model")
     folder = os.environ.get("MLSTACK_REQUEST_LOG", "/var/log/model")
     recorder = Recorder(
-        Path(folder) if folder else None, float(os.environ.get("MLSTACK_REQUEST_SAMPLE", "1"))
+        Path(folder) if folder else None,
+        float(os.environ.get("MLSTACK_REQUEST_SAMPLE", "1")),
+        max_bytes=int(float(os.environ.get("MLSTACK_REQUEST_LOG_MAX_MB", "64")) * MIB),
+        files=int(os.environ.get("MLSTACK_REQUEST_LOG_FILES", "5")),
     )
-    model = RecordedModel(scoring_server.load_model_with_mlflow_config(path))
+    max_rows = int(os.environ.get("MLSTACK_SERVE_MAX_ROWS", "100000"))
+    model = RecordedModel(scoring_server.load_model_with_mlflow_config(path), max_rows)
     input_schema = model.metadata.get_input_schema()
     timeout = float(os.environ.get("MLSTACK_SERVE_TIMEOUT", "60"))
+    max_body = int(float(os.environ.get("MLSTACK_SERVE_MAX_BODY_MB", "16")) * MIB)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -228,7 +318,24 @@ def create_app(model_path: str | None = None) -> Any:
             now = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
             record = Record(request_id, now)
             _record.set(record)
-        body = await request.body()
+        too_large = error(
+            413,
+            "REQUEST_TOO_LARGE",
+            f"the request body is over {max_body / MIB:g} MiB (MLSTACK_SERVE_MAX_BODY_MB); send "
+            "smaller batches",
+            request_id,
+        )
+        # Refused before the rest is read: by its declared length, else as it streams in
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_body:
+            return too_large
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body:
+                return too_large
+            chunks.append(chunk)
+        body = b"".join(chunks)
         content_type = request.headers.get("content-type", "")
         try:
             result = await asyncio.wait_for(

@@ -1,0 +1,68 @@
+"""mlstack.serving's request records: rotation, file mode, a bounded queue, a full disk."""
+
+from __future__ import annotations
+
+import logging
+import stat
+
+import pandas as pd
+
+from mlstack.serving import Record, Recorder
+
+
+def a_record(number: int) -> Record:
+    record = Record(f"request-{number}", "2026-12-06T00:00:00.000+00:00")
+    record.inputs, record.outputs = pd.DataFrame({"x": [number] * 50}), [0] * 50
+    return record
+
+
+def test_records_rotate_by_size_and_keep_a_bounded_number_of_files(tmp_path):
+    recorder = Recorder(tmp_path, 1.0, max_bytes=2_000, files=3)
+    for number in range(200):
+        recorder.put(a_record(number))
+    recorder.close()
+    files = sorted(tmp_path.glob("*.jsonl"))
+    assert len(files) == 3, files
+    assert all(path.stat().st_size < 2_000 + 1_000 for path in files)
+    # The newest records are kept, in the current file and the rotated ones
+    assert "request-199" in "".join(path.read_text() for path in files)
+    assert 'request-0"' not in "".join(path.read_text() for path in files)
+    assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in files)
+
+
+def test_a_full_queue_drops_records_and_counts_them(tmp_path, caplog):
+    recorder = Recorder(None, 1.0, queued=2)
+    recorder.queue.maxsize = 2
+    with caplog.at_level(logging.WARNING, logger="mlstack.serving"):
+        for number in range(5):
+            recorder.put(a_record(number))
+    assert recorder.queue.qsize() == 2 and recorder.dropped == 3
+    assert caplog.text.count("request records dropped") == 1
+
+
+def test_a_write_error_is_one_warning_until_writing_works_again(tmp_path, caplog):
+    recorder = Recorder(tmp_path, 1.0)
+
+    class FullFor20Writes:
+        """The record file on a disk that is full for the first 20 writes."""
+
+        def __init__(self, file):
+            self.file, self.failures = file, 20
+
+        def write(self, text):
+            if self.failures:
+                self.failures -= 1
+                raise OSError(28, "No space left on device")
+            return self.file.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    with caplog.at_level(logging.WARNING, logger="mlstack.serving"):
+        recorder.file = FullFor20Writes(recorder.file)
+        for number in range(21):
+            recorder.put(a_record(number))
+        recorder.close()
+    assert caplog.text.count("No space left on device") == 1
+    assert caplog.text.count("written again") == 1
+    assert "request-20" in recorder.path.read_text()
