@@ -129,8 +129,12 @@ def generate(folder: Path, name: str) -> List[str]:
         (folder / "src" / old).rename(folder / "src" / package)
         _rename_tree(folder, old, package)
         said.append(f"package project/src/{package} (was project/src/{old}), its imports renamed")
+    # The names init gave before (the template's, or the project's last name): a name the user
+    # chose instead is theirs to keep
+    given = {TEMPLATE, old.replace("_", "-")} - {name}
     settings = folder / "project.env"
-    if settings.is_file() and f"MLFLOW_EXPERIMENT_NAME={TEMPLATE}\n" in settings.read_text():
+    text = settings.read_text() if settings.is_file() else ""
+    if any(f"MLFLOW_EXPERIMENT_NAME={each}\n" in text for each in given):
         _set_line(settings, "MLFLOW_EXPERIMENT_NAME", name)
         said.append(f"experiment '{name}' (project/project.env's MLFLOW_EXPERIMENT_NAME)")
     readme_path = folder / "README.md"
@@ -138,6 +142,11 @@ def generate(folder: Path, name: str) -> List[str]:
     if first == [f"# {TEMPLATE}"]:
         readme_path.write_text(readme(name, package))
         said.append("project/README.md is now the project's own")
+    elif first and first[0][2:] in given:
+        # The project's own README: only its title is init's
+        lines = readme_path.read_text().splitlines(keepends=True)
+        readme_path.write_text("".join([f"# {name}\n", *lines[1:]]))
+        said.append(f"project/README.md's title is now '{name}'")
     return said
 
 

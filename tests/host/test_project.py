@@ -127,3 +127,18 @@ def test_the_old_layout_is_project_files_txt_or_the_default_list(tmp_path):
 )  # fmt: skip
 def test_the_move_puts_each_old_path_in_the_project_folder(old, new):
     assert project.moved_to(old) == new
+
+
+def test_a_second_init_renames_what_the_first_named_and_keeps_the_rest(tmp_path):
+    folder = template(tmp_path)
+    project.generate(folder, "churn-model")
+    (folder / "README.md").write_text("# churn-model\n\nOur notes.\n")
+    said = project.generate(folder, "churn-v2")
+    assert [p.name for p in (folder / "src").iterdir()] == ["churn_v2"]
+    assert "MLFLOW_EXPERIMENT_NAME=churn-v2\n" in (folder / "project.env").read_text()
+    assert (folder / "README.md").read_text() == "# churn-v2\n\nOur notes.\n"
+    assert len(said) == 3
+    # An experiment the user named themselves stays theirs
+    (folder / "project.env").write_text("MLFLOW_EXPERIMENT_NAME=my-runs\n")
+    project.generate(folder, "churn-v3")
+    assert (folder / "project.env").read_text() == "MLFLOW_EXPERIMENT_NAME=my-runs\n"
