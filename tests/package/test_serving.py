@@ -66,3 +66,11 @@ def test_a_write_error_is_one_warning_until_writing_works_again(tmp_path, caplog
     assert caplog.text.count("No space left on device") == 1
     assert caplog.text.count("written again") == 1
     assert "request-20" in recorder.path.read_text()
+
+
+def test_an_unwritable_folder_is_one_warning_and_no_records(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="mlstack.serving"):
+        recorder = Recorder(tmp_path / "missing", 1.0)
+    assert recorder.file is None and not recorder.chosen()
+    assert "requests are not recorded: cannot write" in caplog.text
+    recorder.close()

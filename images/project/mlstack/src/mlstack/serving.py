@@ -131,7 +131,7 @@ class Recorder:
             logger.warning(
                 "requests are not recorded: cannot write %s (%s); mount a folder that UID %d "
                 "can write, or set MLSTACK_REQUEST_LOG= to turn records off",
-                path,
+                self.path,
                 error.strerror,
                 os.getuid(),
             )
