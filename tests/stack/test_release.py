@@ -353,6 +353,8 @@ def test_release_refuses_big_bodies_and_batches_and_sheds_excess_load(released, 
         for _ in range(2):
             streamed.sendall(b"100000\r\n" + b" " * 2**20 + b"\r\n")
         assert status_of(streamed) == 413
+        declared.close()
+        streamed.close()
         answer = requests.post(f"{url}/invocations", json=split(features.iloc[:101]), timeout=30)
         assert answer.status_code == 400 and "MLSTACK_SERVE_MAX_ROWS" in answer.json()["message"]
         # Two requests whose bodies never finish hold two of the three places; with this
@@ -360,11 +362,13 @@ def test_release_refuses_big_bodies_and_batches_and_sheds_excess_load(released, 
         body = json.dumps(split(features.iloc[:1]))
         held = [raw_request(url, f"{json_head}\r\nContent-Length: {len(body)}", b"{") for _ in "ab"]
         time.sleep(1)
-        assert requests.post(f"{url}/invocations", data=body, timeout=30).status_code == 503
+        json_type = {"Content-Type": "application/json"}
+        excess = requests.post(f"{url}/invocations", data=body, headers=json_type, timeout=30)
+        assert excess.status_code == 503
         for connection in held:
             connection.close()
         time.sleep(1)
-        answer = requests.post(f"{url}/invocations", data=body, timeout=30)
+        answer = requests.post(f"{url}/invocations", data=body, headers=json_type, timeout=30)
         assert answer.status_code == 200, answer.text
         state = json.loads(run(["docker", "inspect", container]).stdout)[0]["State"]
         assert state["Running"] and not state["OOMKilled"]
