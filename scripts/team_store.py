@@ -11,10 +11,12 @@ S3 object store, whose keys only that container holds). Bind-mounted read-only, 
     python team_store.py upload-artifacts STAGING   STAGING's artifacts into the bucket (make restore)
     python team_store.py prune-artifacts STAGING    the bucket's objects STAGING lacks deleted
 
-migrate copies every table of MLflow's schema row by row (both stores are SQLAlchemy databases at
-the same alembic revision), in foreign-key order and one transaction, then the artifact files to
-the bucket under the same relative keys: the stored `mlflow-artifacts:/...` URIs resolve against
-the server's artifacts destination, so each stays valid. The SQLite database is read from a
+migrate uploads the artifact files to the bucket under the same relative keys (the stored
+`mlflow-artifacts:/...` URIs resolve against the server's artifacts destination, so each stays
+valid), then copies every table of MLflow's schema row by row (both stores are SQLAlchemy
+databases at the same alembic revision) in foreign-key order and one transaction; when either
+fails, the uploaded objects are deleted again: the team store is left empty, never with runs
+whose artifacts are missing. The SQLite database is read from a
 snapshot in /tmp (upgraded there if an older MLflow wrote it): the volume is never written. The
 basic-auth user store is not migrated: the team server has its own admin (.env). Each command
 prints one `error:` line on failure and exits 1.
@@ -29,9 +31,20 @@ import tempfile
 from pathlib import Path
 
 import boto3
+from boto3.exceptions import Boto3Error
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import Boolean, MetaData, create_engine, func, select, text
+from sqlalchemy.exc import SQLAlchemyError
 
-from store import StoreError, read_schema_head, server_store_revision, sqlite_snapshot, upgrade
+from store import (
+    StoreError,
+    masked,
+    read_schema_head,
+    server_store_revision,
+    sqlite_snapshot,
+    upgrade,
+)
 
 # The folder of the SQLite default's artifact store inside mlflow-data (see images/mlflow)
 ARTIFACTS = "artifacts"
@@ -76,9 +89,27 @@ def destination() -> tuple[str, str]:
     return bucket, prefix.strip("/") + "/"
 
 
+# Errors of the object store or of the way to it, each turned into the user's one line
+S3_ERRORS = (BotoCoreError, ClientError, Boto3Error)
+
+
 def s3_client():
-    """A boto3 S3 client for the object store (MLFLOW_S3_ENDPOINT_URL, keys from AWS_*)."""
-    return boto3.client("s3", endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"])
+    """A boto3 S3 client for the object store (MLFLOW_S3_ENDPOINT_URL, keys from AWS_*), with
+    botocore's standard retries (10 attempts): a just-started object store answers
+    InternalError until its volume server has joined."""
+    return boto3.client(
+        "s3",
+        endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"],
+        config=Config(retries={"max_attempts": 10, "mode": "standard"}),
+    )
+
+
+def s3_reason(error: Exception) -> str:
+    """One line of an object store error: its code and message, or the exception's text."""
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        return f"{details.get('Code', 'error')}: {details.get('Message', '')}".strip()
+    return " ".join(str(error).split())[:300]
 
 
 def bucket_objects(s3) -> dict[str, int]:
@@ -172,12 +203,30 @@ def migrate(source: Path) -> int:
         files = local_files(source / ARTIFACTS)
         source_engine, team_engine = create_engine(sqlite_uri), create_engine(team_uri)
         try:
-            before, after = copy_tables(source_engine, team_engine, s3, files)
+            refuse_a_used_store(team_engine, s3)
+            # Artifacts first, the databases' one transaction last: a failure of either leaves
+            # the team store empty (what was uploaded is deleted again); never runs whose
+            # artifacts are missing
+            uploaded_keys = []
+            try:
+                for relative in files:
+                    upload(s3, source / ARTIFACTS / relative, bucket, prefix + relative)
+                    uploaded_keys.append(prefix + relative)
+                before, after = copy_tables(source_engine, team_engine)
+            except (StoreError, SQLAlchemyError) as error:
+                remove_objects(s3, bucket, uploaded_keys)
+                reason = " ".join(str(error).split())[:500]
+                raise StoreError(
+                    f"{masked(reason, team_uri)}; nothing was migrated: the team store is empty "
+                    "again and the SQLite store untouched. Run make migrate-store again once "
+                    "that is fixed"
+                ) from None
+            except BaseException:
+                remove_objects(s3, bucket, uploaded_keys)
+                raise
         finally:
             source_engine.dispose()
             team_engine.dispose()
-    for relative in files:
-        s3.upload_file(str(source / ARTIFACTS / relative), bucket, prefix + relative)
     uploaded = bucket_objects(s3)
     before_figures, after_figures = summary(before, files), summary(after, uploaded)
     print(f"{'':<20}{'SQLite':>14}{'team store':>14}")
@@ -194,15 +243,54 @@ def migrate(source: Path) -> int:
     return 0
 
 
-def copy_tables(source_engine, team_engine, s3, files) -> tuple[dict[str, int], dict[str, int]]:
-    """Copy every table's rows from ``source_engine`` into ``team_engine`` in one transaction,
-    after checking the team store is empty (tables and bucket).
+def refuse_a_used_store(team_engine, s3) -> None:
+    """Raise StoreError when the team store holds data (rows a new server does not make, or
+    objects in the bucket): a migration goes only into an empty one."""
+    team_meta = MetaData()
+    with team_engine.connect() as team:
+        team_meta.reflect(team)
+        busy = foreign_rows(table_counts(team, team_meta), team)
+    if busy or bucket_objects(s3):
+        raise StoreError(
+            "the team store is not empty "
+            f"({', '.join(busy) or 'artifacts in the bucket'}); nothing was copied. "
+            "Migrate only into an empty team store: make destroy backs this one up and deletes only "
+            "its volumes (the SQLite store stays), then run make migrate-store again"
+        )
+
+
+def upload(s3, path: Path, bucket: str, key: str) -> None:
+    """Upload the file ``path`` to ``bucket``/``key``.
+
+    Raises:
+        StoreError: when the object store refuses it or cannot be reached (one line naming
+            the file and the object store's reason).
+    """
+    try:
+        s3.upload_file(str(path), bucket, key)
+    except S3_ERRORS as error:
+        raise StoreError(f"the object store refused {path.name} ({s3_reason(error)})") from None
+
+
+def remove_objects(s3, bucket: str, keys: list[str]) -> None:
+    """Delete ``keys`` from ``bucket``, 1000 per request (S3's limit); best effort: a failure
+    here is reported on one line and does not hide the error that led here."""
+    try:
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk]})
+    except S3_ERRORS as error:
+        print(f"warning: uploaded artifacts could not be deleted again: {s3_reason(error)}")
+
+
+def copy_tables(source_engine, team_engine) -> tuple[dict[str, int], dict[str, int]]:
+    """Copy every table's rows from ``source_engine`` into ``team_engine`` in one transaction.
 
     Returns:
         (rows per table before, in the SQLite store; rows per table after, in the team store).
 
     Raises:
-        StoreError: when the team store holds data or the schema revisions differ.
+        StoreError: when the schema revisions differ (nothing copied).
     """
     source_meta, team_meta = MetaData(), MetaData()
     with source_engine.connect() as source, team_engine.begin() as team:
@@ -211,14 +299,6 @@ def copy_tables(source_engine, team_engine, s3, files) -> tuple[dict[str, int], 
         if set(source_meta.tables) != set(team_meta.tables):
             raise StoreError("the SQLite and team stores have different tables; nothing copied")
         before = table_counts(source, source_meta)
-        busy = foreign_rows(table_counts(team, team_meta), team)
-        if busy or bucket_objects(s3):
-            raise StoreError(
-                "the team store is not empty "
-                f"({', '.join(busy) or 'artifacts in the bucket'}); nothing was copied. "
-                "Migrate only into an empty team store: make destroy backs this one up and deletes only "
-                "its volumes (the SQLite store stays), then run make migrate-store again"
-            )
         # What the team server made at its first start (Default experiment, ...) comes from
         # the SQLite store too
         for table in reversed(team_meta.sorted_tables):
@@ -265,18 +345,32 @@ def backup(dumps: Path, archive: Path) -> int:
     s3 = s3_client()
     bucket, prefix = destination()
     partial = archive.with_name(f".{archive.name}.partial")
-    with tempfile.TemporaryDirectory() as scratch:
-        with tarfile.open(partial, "w:gz") as tar:
-            for name in DUMPS:
-                if not (dumps / name).is_file() or not (dumps / name).stat().st_size:
-                    raise StoreError(f"pg_dump wrote no {name}; see the lines above")
-                tar.add(dumps / name, arcname=name)
-            # An empty folder marks the member even when the bucket holds nothing
-            tar.add(scratch, arcname=ARTIFACTS, recursive=False)
-            for key in bucket_objects(s3):
-                local = Path(scratch) / "object"
-                s3.download_file(bucket, prefix + key, str(local))
-                tar.add(local, arcname=f"{ARTIFACTS}/{key}")
+    try:
+        # Each object is staged beside the archive, on the host's disk: /tmp is a tmpfs, where
+        # a 2 GB model would take 2 GB of memory
+        with tempfile.TemporaryDirectory(dir=archive.parent, prefix=".objects-") as scratch:
+            with tarfile.open(partial, "w:gz") as tar:
+                for name in DUMPS:
+                    if not (dumps / name).is_file() or not (dumps / name).stat().st_size:
+                        raise StoreError(f"pg_dump wrote no {name}; see the lines above")
+                    tar.add(dumps / name, arcname=name)
+                # An empty folder marks the member even when the bucket holds nothing
+                tar.add(scratch, arcname=ARTIFACTS, recursive=False)
+                for key in bucket_objects(s3):
+                    local = Path(scratch) / "object"
+                    try:
+                        s3.download_file(bucket, prefix + key, str(local))
+                    except S3_ERRORS as error:
+                        raise StoreError(
+                            f"the object store did not return {key} ({s3_reason(error)}); "
+                            "no backup was written"
+                        ) from None
+                    tar.add(local, arcname=f"{ARTIFACTS}/{key}")
+                    local.unlink()
+    except BaseException:
+        # A failed backup leaves nothing behind to fill the disk
+        partial.unlink(missing_ok=True)
+        raise
     # Renamed only when complete: a backup cut short never looks like a good one
     partial.rename(archive)
     print(f"backup: {archive.name}")
@@ -312,7 +406,7 @@ def upload_artifacts(staging: Path) -> int:
     bucket, prefix = destination()
     files = local_files(staging / ARTIFACTS)
     for relative in files:
-        s3.upload_file(str(staging / ARTIFACTS / relative), bucket, prefix + relative)
+        upload(s3, staging / ARTIFACTS / relative, bucket, prefix + relative)
     print(f"restore: {len(files)} artifact files in the bucket")
     return 0
 
@@ -349,6 +443,9 @@ def main(argv: list[str]) -> int:
         return commands[argv[0]][0](*(Path(arg) for arg in argv[1:]))
     except (StoreError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except S3_ERRORS as error:
+        print(f"error: the object store failed: {s3_reason(error)}", file=sys.stderr)
         return 1
 
 

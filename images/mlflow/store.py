@@ -294,13 +294,20 @@ def backup(archive: Path) -> int:
         print("backup: nothing to back up (no backend store yet)")
         return 0
     partial = archive.with_name(f".{archive.name}.partial")
-    with tempfile.TemporaryDirectory() as scratch:
-        with tarfile.open(partial, "w:gz") as tar:
-            for name in DATABASES:
-                if (DATA / name).exists():
-                    sqlite_snapshot(DATA / name, Path(scratch) / name)
-                    tar.add(Path(scratch) / name, arcname=name)
-            tar.add(DATA / ARTIFACTS, arcname=ARTIFACTS)
+    try:
+        # Beside the archive, on the host's disk: /tmp is a tmpfs, where a large database
+        # would take its size in memory
+        with tempfile.TemporaryDirectory(dir=archive.parent, prefix=".snapshot-") as scratch:
+            with tarfile.open(partial, "w:gz") as tar:
+                for name in DATABASES:
+                    if (DATA / name).exists():
+                        sqlite_snapshot(DATA / name, Path(scratch) / name)
+                        tar.add(Path(scratch) / name, arcname=name)
+                tar.add(DATA / ARTIFACTS, arcname=ARTIFACTS)
+    except BaseException:
+        # A failed backup leaves nothing behind to fill the disk
+        partial.unlink(missing_ok=True)
+        raise
     # Renamed only when complete: a backup cut short never looks like a good one
     partial.rename(archive)
     print(f"backup: {archive.name}")

@@ -34,12 +34,15 @@ unset MLSTACK_S3_ACCESS_KEY MLSTACK_S3_SECRET_KEY
 
 # Master (9333), volume server (8080) and filer (8888) answer on the container's loopback only:
 # they take no keys, so on the stack's network they would bypass the S3 identity. Only the S3
-# gateway (8333), which checks the keys, binds every interface. Off: WebDAV, the IAM API, the Iceberg and Lance catalogs (ports of their own) and
-# telemetry (it would call out). 64 MB volumes instead of 30 GB: little preallocated on a small
-# store.
+# gateway (8333), which checks the keys, binds every interface. Off: WebDAV, the IAM API, the
+# Iceberg and Lance catalogs (ports of their own) and telemetry (it would call out).
+# Capacity: as many volumes as the disk holds (-volume.max=0: free space / volume size, counted
+# at each start; the default of 8 filled the store at 8 x the volume size), 1 GB each (not
+# preallocated; vacuumed, i.e. copied, one at a time); writes stop with 1 GB left on the disk.
 weed server -dir=/data -ip=127.0.0.1 -ip.bind=127.0.0.1 -filer -s3 -s3.ip.bind=0.0.0.0 \
   -s3.port=8333 -s3.config="$config" -s3.iam=false -webdav=false -master.telemetry=false \
-  -s3.port.iceberg=0 -s3.port.lance=0 -master.volumeSizeLimitMB=64 &
+  -s3.port.iceberg=0 -s3.port.lance=0 -master.volumeSizeLimitMB=1024 -volume.max=0 \
+  -volume.minFreeSpace=1GiB &
 server=$!
 # tini signals this shell: the server gets the stop signal and this script its exit status
 trap 'kill -TERM "$server" 2>/dev/null' TERM INT

@@ -305,12 +305,14 @@ def build(argv: Sequence[str] = ()) -> None:
 
 
 def clean(argv: Sequence[str] = ()) -> None:
-    """Remove the project's containers and networks (never the MLflow data), the Dask spill
-    volume, this project's old images (the current ones stay) and the build leftovers."""
+    """Remove the project's containers and networks (never the MLflow data), the scratch
+    volumes (Dask's spill, the tracking server's staging), this project's old images (the
+    current ones stay) and the build leftovers."""
     compose("--profile", "*", "down", "--remove-orphans")
     env = EnvFile.load()
     name = env.get("COMPOSE_PROJECT_NAME")
-    run(["docker", "volume", "rm", f"{name}_dask-spill"], check=False, quiet=True)
+    for scratch in ("dask-spill", "mlflow-staging"):
+        run(["docker", "volume", "rm", f"{name}_{scratch}"], check=False, quiet=True)
     version = env.get("MLSTACK_VERSION")
     current = set()
     for service in images.PROJECT_SERVICES:

@@ -5,6 +5,7 @@ The work inside containers is done by the mlflow image's store.py and scripts/te
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shutil
@@ -22,6 +23,8 @@ STORE = "/usr/local/lib/mlstack/store.py"
 # The team store's helper, mounted from here rather than baked into the shared mlflow image
 TEAM_STORE = "/usr/local/lib/mlstack/team_store.py"
 DATABASES = ("mlflow", "mlflow_auth")
+# A team restore restores each database into <name>_incoming, then swaps: <name>_previous
+INCOMING, PREVIOUS = "_incoming", "_previous"
 
 
 def _team_store_mount() -> str:
@@ -153,10 +156,31 @@ class Store:
             [f"{self.backups}:/backups"], STORE, "backup", f"/backups/mlflow-{stamp()}.tar.gz"
         )
 
+    def psql(self, sql: str, database: str = "postgres") -> int:
+        """Run ``sql`` (read from standard input, ON_ERROR_STOP) in the postgres container as
+        its superuser; psql's exit status. Without ``BEGIN`` each statement commits alone."""
+        return subprocess.run(
+            ["docker", "compose", "exec", "-T", "postgres", "psql", "--quiet", "--no-psqlrc",
+             "--set=ON_ERROR_STOP=1", f"--dbname={database}"],
+            cwd=str(ROOT), input=sql.encode(), stdout=subprocess.DEVNULL,
+        ).returncode  # fmt: skip
+
+    def drop_side_databases(self) -> None:
+        """Drop what an earlier restore left beside the databases in use (none in use)."""
+        self.psql(
+            "".join(
+                f"DROP DATABASE IF EXISTS {database}{side};\n"
+                for database in DATABASES
+                for side in (INCOMING, PREVIOUS)
+            )
+        )
+
     def team_restore(self, archive: Path) -> None:
-        """Check the archive before changing anything; stop the server, back up, then swap in
-        an order where an interruption leaves one complete store: artifacts uploaded beside the
-        old ones, each database restored in one transaction, only then old artifacts deleted."""
+        """Check the archive before changing anything; stop the server and back up; upload the
+        archive's artifacts beside the old ones, restore each database into a new database
+        beside the one in use, then swap both in one transaction (renames) and only then delete
+        the old artifacts. Whatever fails before the swap leaves the store as it was, with the
+        server started again; a kill at any point leaves one complete store."""
         name = archive.name
         self.backups_folder()
         staging = self.scratch("restore")
@@ -181,42 +205,73 @@ class Store:
                     "changed"
                 )
         running = self.stop_writer()
-        self.team_backup()
-
-        def artifacts(action: str) -> None:
+        try:
+            self.team_backup()
+            self.drop_side_databases()
             # As the user who unpacked it: the archive's folders may be its owner's only
             self.in_mlflow(
-                [f"{staging}:/staging:ro", _team_store_mount()], TEAM_STORE, action, "/staging"
+                [f"{staging}:/staging:ro", _team_store_mount()],
+                TEAM_STORE,
+                "upload-artifacts",
+                "/staging",
             )
-
-        artifacts("upload-artifacts")
-        for database in DATABASES:
-            with open(staging / f"{database}.dump", "rb") as dump:
-                restored = _with_stdin(
-                    [
-                        "docker",
-                        "compose",
-                        "exec",
-                        "-T",
-                        "postgres",
-                        "pg_restore",
-                        "--clean",
-                        "--if-exists",
-                        "--single-transaction",
-                        "--exit-on-error",
-                        f"--dbname={database}",
-                    ],
-                    dump,
-                )
-            if restored != 0:
-                raise Failure(
-                    f"pg_restore of {database} failed (above); that database is as it was; the "
-                    "backup above holds all"
-                )
-            say(f"restore: database {database} restored")
-        artifacts("prune-artifacts")
+            for database in DATABASES:
+                self._restore_beside(database, staging, name)
+        except Failure as failure:
+            self.drop_side_databases()
+            self.start_again(running)
+            kept = "the team store is as it was and the tracking server runs as before"
+            if not str(failure):
+                # The step's own error line is above; this one says what that left
+                say(f"restore: {kept}")
+                raise
+            raise Failure(f"{failure}; {kept}", status=failure.status) from None
+        swapped = self.psql(
+            "BEGIN;\n"
+            + "".join(
+                f"ALTER DATABASE {database} RENAME TO {database}{PREVIOUS};\n"
+                f"ALTER DATABASE {database}{INCOMING} RENAME TO {database};\n"
+                for database in DATABASES
+            )
+            + "COMMIT;\n"
+        )
+        if swapped != 0:
+            self.drop_side_databases()
+            self.start_again(running)
+            raise Failure(
+                "the restored databases could not replace the ones in use (psql above); the team "
+                "store is as it was and the tracking server runs as before"
+            )
+        say("restore: databases swapped in")
+        self.drop_side_databases()
+        self.in_mlflow(
+            [f"{staging}:/staging:ro", _team_store_mount()],
+            TEAM_STORE,
+            "prune-artifacts",
+            "/staging",
+        )
         self.start_again(running)
         say(f"restore: the team store's data now comes from {archive}")
+
+    def _restore_beside(self, database: str, staging: Path, name: str) -> None:
+        """pg_restore ``database``.dump from ``staging`` into a new database beside the one in
+        use (<database>_incoming, owned by the tracking server's role), in one transaction.
+
+        Raises:
+            Failure: when it fails (pg_restore's errors are above).
+        """
+        incoming = f"{database}{INCOMING}"
+        if self.psql(f"CREATE DATABASE {incoming} OWNER mlflow;\n") != 0:
+            raise Failure(f"the database {incoming} could not be made (psql above)")
+        with open(staging / f"{database}.dump", "rb") as dump:
+            restored = _with_stdin(
+                ["docker", "compose", "exec", "-T", "postgres", "pg_restore",
+                 "--single-transaction", "--exit-on-error", f"--dbname={incoming}"],
+                dump,
+            )  # fmt: skip
+        if restored != 0:
+            raise Failure(f"pg_restore of {database} from {name} failed (above)")
+        say(f"restore: database {database} restored beside the one in use")
 
     def restore(self, given: str) -> None:
         """Replace the active store's data with a backup archive, backing up first.
@@ -341,21 +396,100 @@ GC = r"""
 export MLFLOW_TRACKING_URI=http://127.0.0.1:5000
 export MLFLOW_TRACKING_USERNAME="$MLFLOW_AUTH_ADMIN_USERNAME"
 export MLFLOW_TRACKING_PASSWORD="$MLFLOW_AUTH_ADMIN_PASSWORD"
-before="$(du -sb /data | cut -f1)"
 python -c "import os; from mlflow.cli import cli; cli.main([\"gc\", \"--backend-store-uri\", os.environ[\"MLFLOW_BACKEND_STORE_URI\"]], prog_name=\"mlflow\")"
-freed=$((before - $(du -sb /data | cut -f1)))
-echo "gc: freed $freed bytes ($(numfmt --to=iec -- "$freed")B) of deleted runs, experiments and models; the backup above still holds them"
 """
+# The object store keeps a deleted object's bytes until its volume is vacuumed (on its own
+# only past 30 % garbage, every 15 minutes): gc compacts every volume holding any garbage. Its
+# admin shell on the container's loopback, which takes no keys
+VACUUM = "echo 'volume.vacuum -garbageThreshold 0.0001' | weed shell -master=127.0.0.1:9333"
+# How many backups of each mode make gc keeps, unless MLSTACK_BACKUPS_KEPT (.env) says
+BACKUPS_KEPT = 5
+# What make's store commands leave in backups/ when killed: older than this, gc removes it
+LEFTOVER_AGE = 3600
+
+
+def old_backups(names: Sequence[str], kept: int) -> List[str]:
+    """The archives among ``names`` (file names in backups/) that gc deletes: of make's own
+    archives (mlflow-<stamp>.tar.gz of the SQLite store, mlflow-team-<stamp>.tar.gz of the
+    team store) all but the newest ``kept`` of each mode; any other file is the user's and
+    stays. Sorted."""
+    doomed = []
+    for pattern in ("mlflow-2*.tar.gz", "mlflow-team-2*.tar.gz"):
+        mode = sorted(name for name in names if fnmatch.fnmatchcase(name, pattern))
+        doomed += mode[: max(len(mode) - kept, 0)]
+    return sorted(doomed)
+
+
+def prune_backups(folder: Path, kept: int, now: float) -> int:
+    """Delete the archives :func:`old_backups` names and what killed store commands left
+    (hidden partial archives and scratch folders older than LEFTOVER_AGE seconds at ``now``);
+    the bytes freed."""
+    freed = 0
+    names = [path.name for path in folder.iterdir() if path.is_file()]
+    for name in old_backups(names, kept):
+        freed += (folder / name).stat().st_size
+        (folder / name).unlink()
+        say(f"gc: deleted the old backup {name}")
+    for path in folder.glob(".*"):
+        if now - path.stat().st_mtime < LEFTOVER_AGE:
+            continue
+        if path.is_dir():
+            freed += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.name.endswith(".partial"):
+            freed += path.stat().st_size
+            path.unlink()
+    return freed
+
+
+def used_bytes(service: str) -> int:
+    """Bytes under /data in the running ``service``'s container (du)."""
+    result = compose("exec", "-T", service, "du", "-sb", "/data", capture=True)
+    return int(result.stdout.split()[0])
 
 
 def gc() -> None:
     """After a backup (which still holds them), free the disk space of what was deleted in the
-    MLflow UI with ``mlflow gc``, in the mlflow service's container (started if down); says
-    how many bytes of the volume it freed."""
+    MLflow UI with ``mlflow gc`` in the mlflow service's container (started if down); in team
+    mode, then compact the object store's volumes. Keeps the newest MLSTACK_BACKUPS_KEPT
+    backups of each mode (.env, default BACKUPS_KEPT). Says what it freed in the active mode's
+    artifact store (mlflow-data, or the object store's s3-data) and in backups/.
+
+    Raises:
+        Failure: MLSTACK_BACKUPS_KEPT is not a whole number of at least 1 (nothing done), or a
+            step failed (said above).
+    """
+    setting = EnvFile.load().get("MLSTACK_BACKUPS_KEPT") or str(BACKUPS_KEPT)
+    if not setting.isdigit() or int(setting) < 1:
+        raise Failure(
+            f"MLSTACK_BACKUPS_KEPT={setting} in .env is not a whole number of at least 1; set "
+            f"one (or remove the line for {BACKUPS_KEPT}) and run make gc again"
+        )
     store = Store()
     try:
         store.backup()
     finally:
         store.close()
+    pruned = prune_backups(store.backups, int(setting), time.time())
+    team = is_team()
     compose("up", "--detach", "--wait", "mlflow", quiet=True)
+    service, volume = ("s3", "s3-data") if team else ("mlflow", "mlflow-data")
+    before = used_bytes(service)
     compose("exec", "-T", "mlflow", "sh", "-ec", GC)
+    if team:
+        compose("exec", "-T", "s3", "sh", "-ec", VACUUM, quiet=True)
+    freed = max(before - used_bytes(service), 0)
+    say(
+        f"gc: freed {freed} bytes ({human(freed)}) of deleted runs, experiments and models in "
+        f"{volume}; the backup above still holds them"
+    )
+    say(f"gc: backups/ holds the newest {setting} of each mode; freed {human(pruned)} there")
+
+
+def human(count: float) -> str:
+    """A byte count for people: 1.5G, 20M, 512 (binary units, like numfmt --to=iec)."""
+    for unit in ("", "K", "M", "G", "T"):
+        if count < 1024 or unit == "T":
+            return f"{count:.0f}{unit}" if not unit or count >= 10 else f"{count:.1f}{unit}"
+        count /= 1024
+    return str(count)

@@ -94,7 +94,7 @@ def test_make_init_gives_a_copy_its_own_stack_beside_another_one(
         assert own_values and copy_resources[kind], kind
         common = own_values & copy_resources[kind]
         assert common == (shared if kind == "images" else set()), kind
-    assert copy_resources["volumes"] == {f"{name}_mlflow-data"}
+    assert copy_resources["volumes"] == {f"{name}_mlflow-data", f"{name}_mlflow-staging"}
     assert copy_resources["images"] - shared == {project_image_ref(name, "jupyter")}
     for url in (own_mlflow, copy_mlflow):
         assert requests.get(f"{url}/health", timeout=10).text.strip() == "OK"
