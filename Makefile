@@ -41,7 +41,7 @@ GPU ?=
 TEAM ?=
 export GPU TEAM
 
-.PHONY: FORCE help preflight preflight-env up down build ps logs urls shell train serve backup restore destroy migrate-store test lint format clean lock bench docs test-quick init config hooks check smoke release gc upgrade-check move-project push swarm-up swarm-down
+.PHONY: FORCE help preflight preflight-env gpu-check up down build ps logs urls shell train serve backup restore destroy migrate-store test lint format clean lock bench docs test-quick init config hooks check smoke release gc upgrade-check move-project push swarm-up swarm-down
 
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -62,8 +62,12 @@ preflight-env: preflight .env
 	@$(STACKCTL) env
 FORCE:
 
-up: preflight-env build ## Build if needed, start MLflow and Jupyter (WORKERS=N: a Dask cluster too; TEAM=1: the team server), wait until healthy, print URLs
+up: preflight-env gpu-check build ## Build if needed, start MLflow and Jupyter (WORKERS=N: a Dask cluster too; TEAM=1: the team server), wait until healthy, print URLs
 	@$(STACKCTL) up "$(WORKERS)"
+
+# GPU mode only where Docker has the NVIDIA runtime: refused before any build or start
+gpu-check: preflight-env
+	@$(STACKCTL) gpu-check
 
 down: preflight-env ## Stop and remove the containers (the MLflow data volumes are kept)
 	@$(STACKCTL) down

@@ -115,6 +115,37 @@ def preflight(argv: Sequence[str] = ()) -> None:
         )
 
 
+def gpu_problem(files: str, runtimes: Optional[str]) -> Optional[str]:
+    """The one line refusing GPU mode, or None: ``files`` (a COMPOSE_FILE value) asks for
+    NVIDIA GPUs and ``runtimes`` (``docker info``'s JSON of .Runtimes; None when it failed)
+    names no nvidia runtime, so Docker would refuse every container that reserves a GPU."""
+    if modes.GPU_FILE not in files.split(":") or "nvidia" in (runtimes or ""):
+        return None
+    return (
+        "GPU=1 needs the NVIDIA Container Toolkit, and this Docker has no nvidia runtime "
+        "(docker info); install the toolkit and restart Docker, or run make up GPU=0"
+    )
+
+
+def gpu_check(argv: Sequence[str] = ()) -> None:
+    """Before make up builds or starts anything: GPU mode only where Docker has the NVIDIA
+    runtime. A GPU=1 given now is taken back out of .env, so the next make up works.
+
+    Raises:
+        Failure: :func:`gpu_problem`'s line.
+    """
+    env = EnvFile.load()
+    files = os.environ.get("COMPOSE_FILE") or env.get("COMPOSE_FILE")
+    runtimes = output(["docker", "info", "--format", "{{json .Runtimes}}"])
+    problem = gpu_problem(files, runtimes)
+    if problem is None:
+        return
+    if os.environ.get("GPU") == "1":
+        env.set("COMPOSE_FILE", modes.compose_files(env.get("COMPOSE_FILE"), gpu="0"))
+        env.save()
+    raise Failure(problem)
+
+
 def workers_count(text: str, minimum: int = 0, command: str = "make up") -> int:
     """The number of Dask workers from ``WORKERS`` (empty: ``minimum``).
 
@@ -467,6 +498,7 @@ def _lazy(module: str, function: str) -> Callable[[Sequence[str]], None]:
 COMMANDS: Dict[str, Callable[[Sequence[str]], None]] = {
     "env": env_command,
     "preflight": preflight,
+    "gpu-check": gpu_check,
     "ports": lambda argv: check_ports(),
     "up": up,
     "down": down,

@@ -162,7 +162,8 @@ class Store:
         return subprocess.run(
             ["docker", "compose", "exec", "-T", "postgres", "psql", "--quiet", "--no-psqlrc",
              "--set=ON_ERROR_STOP=1", f"--dbname={database}"],
-            cwd=str(ROOT), input=sql.encode(), stdout=subprocess.DEVNULL,
+            cwd=str(ROOT), input=b"SET client_min_messages = warning;\n" + sql.encode(),
+            stdout=subprocess.DEVNULL,
         ).returncode  # fmt: skip
 
     def drop_side_databases(self) -> None:
@@ -399,9 +400,12 @@ export MLFLOW_TRACKING_PASSWORD="$MLFLOW_AUTH_ADMIN_PASSWORD"
 python -c "import os; from mlflow.cli import cli; cli.main([\"gc\", \"--backend-store-uri\", os.environ[\"MLFLOW_BACKEND_STORE_URI\"]], prog_name=\"mlflow\")"
 """
 # The object store keeps a deleted object's bytes until its volume is vacuumed (on its own
-# only past 30 % garbage, every 15 minutes): gc compacts every volume holding any garbage. Its
-# admin shell on the container's loopback, which takes no keys
-VACUUM = "echo 'volume.vacuum -garbageThreshold 0.0001' | weed shell -master=127.0.0.1:9333"
+# only past 30 % garbage, every 15 minutes): gc compacts every volume holding any garbage, with
+# SeaweedFS's admin shell on the container's loopback (it takes no keys; vacuum needs its lock)
+VACUUM = (
+    "printf 'lock\\nvolume.vacuum -garbageThreshold 0.0001\\nunlock\\n' | "
+    "weed shell -master=127.0.0.1:9333"
+)
 # How many backups of each mode make gc keeps, unless MLSTACK_BACKUPS_KEPT (.env) says
 BACKUPS_KEPT = 5
 # What make's store commands leave in backups/ when killed: older than this, gc removes it
@@ -442,6 +446,15 @@ def prune_backups(folder: Path, kept: int, now: float) -> int:
     return freed
 
 
+def server_reason() -> str:
+    """The tracking server's last meaningful log line (an ``error:`` line when it has one),
+    or what compose says of its state."""
+    logs = compose("logs", "--no-log-prefix", "--tail", "20", "mlflow", check=False, capture=True)
+    lines = [line.strip() for line in (logs.stdout + logs.stderr).splitlines() if line.strip()]
+    errors = [line for line in lines if line.lower().startswith("error")]
+    return (errors or lines or ["it wrote no log"])[-1]
+
+
 def used_bytes(service: str) -> int:
     """Bytes under /data in the running ``service``'s container (du)."""
     result = compose("exec", "-T", service, "du", "-sb", "/data", capture=True)
@@ -472,12 +485,17 @@ def gc() -> None:
         store.close()
     pruned = prune_backups(store.backups, int(setting), time.time())
     team = is_team()
-    compose("up", "--detach", "--wait", "mlflow", quiet=True)
+    started = compose("up", "--detach", "--wait", "mlflow", check=False, capture=True)
+    if started.returncode != 0:
+        raise Failure(
+            "the tracking server did not start, so nothing was collected (the backup above "
+            f"stands): {server_reason()}; 'docker compose logs mlflow' shows more"
+        )
     service, volume = ("s3", "s3-data") if team else ("mlflow", "mlflow-data")
     before = used_bytes(service)
     compose("exec", "-T", "mlflow", "sh", "-ec", GC)
     if team:
-        compose("exec", "-T", "s3", "sh", "-ec", VACUUM, quiet=True)
+        compose("exec", "-T", "s3", "sh", "-ec", VACUUM)
     freed = max(before - used_bytes(service), 0)
     say(
         f"gc: freed {freed} bytes ({human(freed)}) of deleted runs, experiments and models in "

@@ -10,6 +10,7 @@ import os
 import re
 import socket
 import time
+from pathlib import Path
 from typing import List, Sequence, Tuple
 
 from stackctl import envfile, images
@@ -19,7 +20,8 @@ from stackctl.proc import PROJECT, ROOT, RUNTIME, Failure, compose, docker, outp
 from stackctl.release import push
 from stackctl.swarm_stack import MLFLOW_NODE_LABEL, stack_file
 
-# The stack file (with .env's secrets: mode 600), outside the project folder the services see
+# The stack file (no secret values: those become Swarm secrets), outside the project folder the
+# services see
 FOLDER = ROOT / ".mlstack" / "swarm"
 # Dask's settings for the services, in the project folder they mount
 DASK_FILE = RUNTIME / "swarm-dask.yaml"
@@ -51,6 +53,20 @@ def require_manager(command: str) -> None:
         "this Docker engine is in no swarm; create one with 'docker swarm init --advertise-addr "
         f"<this machine's IP>' (or join one), then run make {command} again"
     )
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only (0600) from the first byte."""
+    descriptor = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+
+
+def image_start(image: str) -> dict:
+    """An image's Entrypoint, Cmd and User (its config, docker image inspect); empty when it
+    is not on this machine."""
+    found = output(["docker", "image", "inspect", "--format", "{{json .Config}}", image])
+    return json.loads(found) if found else {}
 
 
 def replicas_met(text: str) -> bool:
@@ -167,20 +183,40 @@ def up(argv: Sequence[str] = ()) -> None:
         compose("--profile", "dask", "config", "--format", "json", capture=True).stdout
     )
     dask_file = f"/project/{DASK_FILE.relative_to(PROJECT)}"
+    env = EnvFile.load()
+    secrets = {key: env.get(key) for key in envfile.SECRETS if env.get(key)}
+    # Each secret in a file of its own for `docker stack deploy` to read, deleted right after:
+    # the values stay in .env and in the swarm's encrypted store only
+    secret_folder = FOLDER / "secrets"
+    secret_folder.mkdir(mode=0o700, exist_ok=True)
+    secret_files = {key: str(secret_folder / key) for key in secrets}
     stack_json = FOLDER / "stack.json"
-    descriptor = os.open(str(stack_json), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        json.dump(stack_file(config, registry, workers, dask_file), file, indent=2)
-    docker(
-        "stack",
-        "deploy",
-        "--detach=true",
-        "--with-registry-auth",
-        "--prune",
-        "--compose-file",
-        str(stack_json),
-        stack,
-    )
+    try:
+        for key, value in secrets.items():
+            write_private(Path(secret_files[key]), value)
+        write_private(
+            stack_json,
+            json.dumps(
+                stack_file(
+                    config, registry, workers, dask_file, secrets, secret_files, stack,
+                    image_start,
+                ),
+                indent=2,
+            ),
+        )  # fmt: skip
+        docker(
+            "stack",
+            "deploy",
+            "--detach=true",
+            "--with-registry-auth",
+            "--prune",
+            "--compose-file",
+            str(stack_json),
+            stack,
+        )
+    finally:
+        for path in secret_folder.iterdir():
+            path.unlink()
     # A container of this machine on the stack's overlay network, publishing on loopback only
     if output(["docker", "inspect", "--format", "{{.State.Running}}", gateway]) != "true":
         run(["docker", "rm", "--force", gateway], check=False, quiet=True)

@@ -15,15 +15,22 @@ mlstack.mlflow=true (its volume lives there), the workers' replica count, DNS ro
 the services' names, and an attachable overlay network (one-off containers, such as the
 gateway, join it).
 
-The output holds the secrets of .env (in the services' environment): write it with mode 600.
+Secrets: an environment value that is one of .env's secrets leaves the environment (which
+`docker service inspect` shows to anyone with the Docker API) and becomes a Swarm secret, a file
+/run/secrets/env.<VARIABLE> in the service's containers only, named by its content's hash (Swarm
+secrets are immutable: a new .env makes new ones). The service's entrypoint is then wrapped in
+SECRETS_ENV, which exports each file as its variable and executes the original entrypoint and
+command: the programs see the environment they expect, and no secret value is in the stack file
+or the service's spec.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import sys
-from typing import Any
+from typing import Any, Callable, Mapping, Optional
 
 # The node label that places the MLflow service (stackctl.swarm sets it when no node has it)
 MLFLOW_NODE_LABEL = "mlstack.mlflow"
@@ -48,6 +55,15 @@ KEPT = {
 # Keys translated below, or dropped because Swarm has no such setting (see the docstring)
 TRANSLATED = {"restart", "mem_limit", "shm_size", "tmpfs"}
 DROPPED = {"profiles", "depends_on", "security_opt", "group_add", "ports", "env_file"}
+# Exports each secret file /run/secrets/env.<VARIABLE> as <VARIABLE>, then runs the service's
+# own entrypoint and command ("$@"); values never reach a command line
+SECRETS_ENV = (
+    'for f in /run/secrets/env.*; do [ -f "$f" ] || continue; '
+    'export "${f#/run/secrets/env.}=$(cat "$f")"; done; exec "$@"'
+)
+# An image's own start: its config's Entrypoint, Cmd and User (docker image inspect), for what
+# the service does not set itself
+ImageStart = Callable[[str], Mapping[str, Any]]
 # Seconds of failed healthchecks before Swarm replaces a task
 HEALTHY_GRACE = 60
 RESTART_CONDITIONS = {"no": "none", "always": "any", "unless-stopped": "any"}
@@ -109,7 +125,69 @@ def service_for_swarm(name: str, service: dict[str, Any], registry: str) -> dict
     return swarm
 
 
-def stack_file(config: dict[str, Any], registry: str, workers: int, dask_config: str) -> dict:
+def secret_name(stack: str, key: str, value: str) -> str:
+    """The Swarm secret's name for .env's ``key`` holding ``value``: the stack, the key and the
+    first 12 hex digits of the value's SHA-256 (a changed value gets a new secret)."""
+    digest = hashlib.sha256(value.encode()).hexdigest()[:12]
+    return f"{stack}_{key.lower()}_{digest}"
+
+
+def move_secrets(
+    services: dict[str, dict[str, Any]],
+    config: dict[str, Any],
+    secrets: Mapping[str, str],
+    image_start: ImageStart,
+) -> dict[str, str]:
+    """Move every environment value of ``services`` that is one of ``secrets`` (.env's secret
+    settings by name) into a Swarm secret reference, and wrap those services' entrypoints in
+    SECRETS_ENV (their own entrypoint and command from ``config`` or, unset there, from the
+    image through ``image_start``).
+
+    Returns:
+        The .env keys whose values the services now read as secrets, by the secrets' aliases
+        in the stack file (``env-<KEY>``).
+    """
+    by_value = {value: key for key, value in secrets.items() if value}
+    used: dict[str, str] = {}
+    for name, service in services.items():
+        # A copy: the compose configuration it came from stays as it was
+        environment = dict(service.get("environment") or {})
+        moved = {var: by_value[value] for var, value in environment.items() if value in by_value}
+        if not moved:
+            continue
+        service["environment"] = environment
+        for variable, key in moved.items():
+            del environment[variable]
+            alias = f"env-{key}"
+            used[alias] = key
+            service.setdefault("secrets", []).append(
+                {"source": alias, "target": f"env.{variable}", "mode": 0o400}
+            )
+        original = config["services"][name]
+        image = image_start(original["image"])
+        entrypoint, command = original.get("entrypoint"), original.get("command")
+        if entrypoint is None:
+            entrypoint = image.get("Entrypoint")
+            command = command if command is not None else image.get("Cmd")
+        service["entrypoint"] = ["/bin/sh", "-c", SECRETS_ENV, "secrets-env", *(entrypoint or [])]
+        service["command"] = list(command or [])
+        # The secret files are their reader's only (0400): the service's user, or the image's
+        uid, _, gid = str(original.get("user") or image.get("User") or "0").partition(":")
+        for reference in service["secrets"]:
+            reference["uid"], reference["gid"] = uid, gid or uid
+    return used
+
+
+def stack_file(
+    config: dict[str, Any],
+    registry: str,
+    workers: int,
+    dask_config: str,
+    secrets: Mapping[str, str] = {},
+    secret_files: Mapping[str, str] = {},
+    stack: str = "",
+    image_start: Optional[ImageStart] = None,
+) -> dict:
     """The stack file for `docker stack deploy`.
 
     Args:
@@ -118,6 +196,12 @@ def stack_file(config: dict[str, Any], registry: str, workers: int, dask_config:
         workers: the dask-worker service's replica count (>= 1).
         dask_config: DASK_CONFIG in the services, the Dask settings file stackctl.swarm
             writes (the dashboard link as this machine opens it).
+        secrets: .env's secret settings by name (values moved into Swarm secrets).
+        secret_files: the file holding each of those values, by name (written by the caller,
+            read by `docker stack deploy`).
+        stack: the stack's name (in the secrets' names).
+        image_start: an image's own entrypoint and command, for services whose entrypoint is
+            wrapped (see :func:`move_secrets`).
     """
     services = {
         name: service_for_swarm(name, service, registry)
@@ -130,7 +214,19 @@ def stack_file(config: dict[str, Any], registry: str, workers: int, dask_config:
         "constraints": [f"node.labels.{MLFLOW_NODE_LABEL} == true"]
     }
     services["dask-worker"]["deploy"]["replicas"] = workers
+    used = move_secrets(services, config, secrets, image_start or (lambda image: {}))
     # The stack namespaces volume and network names itself (<stack>_<name>)
     volumes = {name: {} for name in config.get("volumes", {})}
     networks = {"default": {"driver": "overlay", "attachable": True}}
-    return {"version": "3.9", "services": services, "networks": networks, "volumes": volumes}
+    stack_config = {
+        "version": "3.9",
+        "services": services,
+        "networks": networks,
+        "volumes": volumes,
+    }
+    if used:
+        stack_config["secrets"] = {
+            alias: {"file": secret_files[key], "name": secret_name(stack, key, secrets[key])}
+            for alias, key in sorted(used.items())
+        }
+    return stack_config

@@ -123,3 +123,13 @@ def test_make_config_masks_every_secret_and_nothing_else():
     assert cli.masked(text, ["abc123456", "abc123", ""]) == (
         "JUPYTER_TOKEN: masked-secret\nPASSWORD: masked-secret\nPORT: 5000\n"
     )
+
+
+def test_gpu_mode_needs_dockers_nvidia_runtime():
+    gpu = "compose.yaml:compose.gpu.yaml"
+    runtimes = '{"io.containerd.runc.v2":{"path":"runc"},"runc":{"path":"runc"}}'
+    problem = cli.gpu_problem(gpu, runtimes)
+    assert "NVIDIA Container Toolkit" in problem and "make up GPU=0" in problem
+    assert cli.gpu_problem(gpu, None) == problem
+    assert cli.gpu_problem(gpu, '{"nvidia":{"path":"nvidia-container-runtime"}}') is None
+    assert cli.gpu_problem("compose.yaml:compose.team.yaml", runtimes) is None

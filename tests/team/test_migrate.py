@@ -6,14 +6,17 @@ file order (the ``team`` pytest-xdist group); it is removed with its volumes and
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
 import subprocess
+import tarfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -247,12 +250,13 @@ def test_a_team_restore_interrupted_at_each_step_leaves_a_store_the_server_start
         client.set_terminated(later.info.run_id)
     current = team_contents(migrated, "current")
     assert current != archived
-    # Killed (the whole make process group, as Ctrl-C or a lost terminal would) right after
-    # the archive's artifacts were uploaded beside the old ones, then right after the backend
-    # store's database was restored: the server starts on the old store, then on the archive's
+    # Killed (the whole make process group, as Ctrl-C or a lost terminal would) once the
+    # archive's artifacts were uploaded and the backend store's database restored beside the
+    # one in use, then right after both databases were swapped in: the server starts on the old
+    # store, then on the archive's
     for marker, expected in (
-        ("artifact files in the bucket", current),
-        ("database mlflow restored", archived),
+        ("database mlflow restored beside", current),
+        ("databases swapped in", archived),
     ):
         restore = subprocess.Popen(
             ["make", "--no-print-directory", "restore", f"FILE=backups/{archive.name}"],
@@ -294,6 +298,80 @@ def test_a_damaged_team_archive_is_refused_and_changes_nothing(migrated):
     assert len(list((migrated.directory / "backups").glob("mlflow-team-*.tar.gz"))) == count
 
 
+# A pg_dump archive that lists fine but fails to restore: a table owned by a role that no
+# longer exists (made, dumped and dropped in the team's PostgreSQL)
+HAUNTED_DUMP = """
+set -e
+psql -q -v ON_ERROR_STOP=1 -c "CREATE ROLE ghost" -c "CREATE DATABASE ghostdb" >&2
+psql -q -v ON_ERROR_STOP=1 -d ghostdb -c "CREATE TABLE haunted (x int)" \
+  -c "ALTER TABLE haunted OWNER TO ghost" >&2
+pg_dump --format=custom --dbname=ghostdb
+psql -q -c "DROP DATABASE ghostdb" -c "DROP ROLE ghost" >&2
+"""
+
+
+def test_a_team_restore_whose_second_database_fails_keeps_the_old_store_and_the_server_up(
+    migrated,
+):
+    assert migrated.make("backup").returncode == 0
+    archive = sorted((migrated.directory / "backups").glob("mlflow-team-*.tar.gz"))[-1]
+    with logged_in(migrated.credentials):
+        client = MlflowClient(migrated.mlflow_url)
+        later = client.create_run(client.get_experiment_by_name("history").experiment_id)
+        client.set_terminated(later.info.run_id)
+    current = team_contents(migrated, "before-haunted")
+    dumped = subprocess.run(
+        ["docker", "compose", "exec", "-T", "postgres", "sh", "-c", HAUNTED_DUMP],
+        cwd=migrated.directory, env=migrated.env, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert dumped.returncode == 0 and dumped.stdout, dumped.stderr[-2000:]
+    # The good archive with its user store's dump (restored second) swapped for that one
+    haunted = migrated.directory / "backups" / "haunted.tar.gz"
+    with tarfile.open(archive) as source, tarfile.open(haunted, "w:gz") as target:
+        for member in source.getmembers():
+            if member.name == "mlflow_auth.dump":
+                member.size = len(dumped.stdout)
+                target.addfile(member, io.BytesIO(dumped.stdout))
+            else:
+                target.addfile(member, source.extractfile(member) if member.isfile() else None)
+    os.chown(haunted, int(migrated.env["MLSTACK_UID"]), int(migrated.env["MLSTACK_GID"]))
+
+    result = migrated.make("restore", "FILE=backups/haunted.tar.gz")
+    assert result.returncode != 0
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert "pg_restore of mlflow_auth" in errors[0] and "as it was" in errors[0], errors
+    # The first database had been restored beside the one in use; neither replaced anything
+    assert "database mlflow restored beside" in result.stdout, result.stdout[-3000:]
+    assert host_url(migrated) == migrated.mlflow_url
+    assert team_contents(migrated, "after-haunted") == current
+    databases = {row[0] for row in migrated.psql("SELECT datname FROM pg_database", "postgres")}
+    assert not {name for name in databases if name.endswith(("_incoming", "_previous"))}
+    haunted.unlink()
+
+
+# Where the injected artifact lands in the SQLite store: a key longer than S3's 1024 bytes,
+# which the object store refuses (KeyTooLongError), sorted after the runs' own artifacts
+LONG_KEY = "zz-refused/" + "/".join(["d" * 200] * 6) + "/weights.bin"
+# Bucket listing in the mlflow container (the only one with the S3 keys): the keys, one per line
+LIST_KEYS = """
+import boto3, os
+s3 = boto3.client("s3", endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"])
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket="mlflow"):
+    for item in page.get("Contents", []):
+        print(item["Key"])
+"""
+
+
+def sqlite_volume(migrated, *command: str) -> subprocess.CompletedProcess:
+    """``command`` in a throwaway container of the mlflow image on the SQLite store's volume."""
+    return subprocess.run(
+        ["docker", "run", "--rm", "--volume", f"{migrated.name}_mlflow-data:/data",
+         "--entrypoint", command[0], migrated.container("mlflow").image.id, *command[1:]],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
 def test_the_refusals_advice_followed_keeps_the_sqlite_store_and_migrates_again(
     migrated, docker_client
 ):
@@ -309,6 +387,33 @@ def test_the_refusals_advice_followed_keeps_the_sqlite_store_and_migrates_again(
     # The SQLite store's volume is still there, and so is the team store's backup
     assert docker_client.volumes.get(f"{name}_mlflow-data")
     assert list((migrated.directory / "backups").glob("mlflow-team-*.tar.gz"))
+
+    # The object store refuses one artifact half-way through: nothing is migrated, the team
+    # store is left empty (bucket and tables), the SQLite store as it was, the server up again
+    up = migrated.compose("up", "--detach", "--wait", "mlflow")
+    assert up.returncode == 0, up.stderr[-3000:]
+    injected = sqlite_volume(
+        migrated, "sh", "-ec",
+        f'mkdir -p "$(dirname /data/artifacts/{LONG_KEY})"; '
+        f'head -c 4096 /dev/urandom > /data/artifacts/{LONG_KEY}; sha256sum /data/mlflow.db',
+    )  # fmt: skip
+    assert injected.returncode == 0, injected.stderr
+    refused = migrated.make("migrate-store")
+    assert refused.returncode != 0
+    errors = error_lines(refused.stderr)
+    assert len(errors) == 1, refused.stderr[-3000:]
+    assert "KeyTooLong" in errors[0] and "nothing was migrated" in errors[0], errors
+    assert "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    assert migrated.psql("SELECT count(*) FROM runs") == [["0"]]
+    keys = migrated.compose("exec", "-T", "mlflow", "python", "-c", LIST_KEYS)
+    assert keys.returncode == 0 and keys.stdout.split() == [], keys.stdout + keys.stderr
+    assert host_url(migrated) == migrated.mlflow_url
+    assert requests.get(f"{migrated.mlflow_url}/health", timeout=10).text.strip() == "OK"
+    removed = sqlite_volume(
+        migrated, "sh", "-ec", "rm -r /data/artifacts/zz-refused; sha256sum /data/mlflow.db"
+    )
+    assert removed.returncode == 0 and removed.stdout == injected.stdout, removed.stderr
+
     again = migrated.make("migrate-store")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     counts = {label: (int(a), int(b)) for label, a, b in COUNT_LINE.findall(again.stdout)}

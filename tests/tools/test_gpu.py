@@ -95,3 +95,21 @@ def test_containers_are_created_with_an_nvidia_device_request(project, built_ima
             "Options": None,
         }
     ]
+
+
+def test_make_up_gpu_1_without_the_nvidia_runtime_refuses_before_anything_starts(
+    project, docker_client
+):
+    # This machine's Docker has no nvidia runtime, like most laptops
+    assert "nvidia" not in docker_client.info().get("Runtimes", {})
+    result = project.make("up", "GPU=1")
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "NVIDIA Container Toolkit" in errors[0], result.stderr
+    assert "make up GPU=0" in errors[0]
+    label = {"label": f"com.docker.compose.project={project.name}"}
+    assert docker_client.containers.list(all=True, filters=label) == []
+    # Not remembered: the next make up is not refused the same way
+    assert "compose.gpu.yaml" not in (project.directory / ".env").read_text()
+    again = project.make("config")
+    assert again.returncode == 0 and set(reserved_devices(again.stdout).values()) == {None}

@@ -1,0 +1,138 @@
+"""The team's artifact store holds what its disk holds: multi-GB artifacts from a host client
+with MLflow's defaults upload and download intact, the tracking server stages them on disk (not
+in memory), and `make gc` gives the space of deleted runs back and keeps a bounded number of
+backups."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from tests.team.helpers import TeamStack
+from tests.team.test_team_users import outside_env
+
+MB = 1024**2
+# What the test sends: one 2 GB artifact, then ten of 200 MB in another run. Random bytes: the
+# object store compresses what compresses (512 MB of one byte takes 9 MB), which would prove
+# nothing about its capacity
+SIZES = {"big": [2048], "many": [200] * 10}
+# The tracking server (two workers) uses ~0.7 GB; staged in memory, a 2 GB upload would add 2 GB
+MEMORY_BOUND = 1536 * MB
+
+CLIENT = r"""
+import hashlib, json, os, sys
+from pathlib import Path
+from mlflow import MlflowClient
+
+sizes, scratch = json.loads(sys.argv[1]), Path(sys.argv[2])
+client = MlflowClient()
+experiment = client.create_experiment("capacity")
+answer = {}
+for name, files in sizes.items():
+    run = client.create_run(experiment, run_name=name).info.run_id
+    sent = {}
+    for index, megabytes in enumerate(files):
+        path, digest = scratch / f"{name}-{index}.bin", hashlib.sha256()
+        with open(path, "wb") as out:
+            for _ in range(megabytes // 8):
+                block = os.urandom(8 * 1024**2)
+                out.write(block)
+                digest.update(block)
+        client.log_artifact(run, str(path), "weights")
+        path.unlink()
+        sent[path.name] = digest.hexdigest()
+    client.set_terminated(run)
+    back = {}
+    for file in sent:
+        local = Path(client.download_artifacts(run, f"weights/{file}", str(scratch)))
+        digest = hashlib.sha256()
+        with open(local, "rb") as handle:
+            while chunk := handle.read(8 * 1024**2):
+                digest.update(chunk)
+        back[file] = digest.hexdigest()
+        local.unlink()
+    answer[name] = {"run": run, "sent": sent, "back": back}
+print(json.dumps(answer))
+"""
+
+
+def memory_in_use(container_id: str) -> int:
+    """Bytes the container's processes hold in memory, page cache left out (it is reclaimed
+    under pressure) but tmpfs files counted: rss + shmem (cgroup v1) or anon + shmem (v2)."""
+    for stat in (
+        Path(f"/sys/fs/cgroup/memory/docker/{container_id}/memory.stat"),
+        Path(f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/memory.stat"),
+    ):
+        if stat.exists():
+            values = dict(line.split() for line in stat.read_text().splitlines())
+            return sum(
+                int(values.get(key, 0)) for key in ("total_rss", "anon", "total_shmem", "shmem")
+            )
+    raise AssertionError(f"no memory.stat of container {container_id} under /sys/fs/cgroup")
+
+
+def object_store_bytes(stack: TeamStack) -> int:
+    """Bytes under the object store's /data (du in its container)."""
+    result = stack.compose("exec", "-T", "s3", "du", "-sb", "/data")
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.split()[0])
+
+
+def test_multi_gb_artifacts_round_trip_in_bounded_memory_and_gc_gives_the_space_back(
+    team_stack: TeamStack, tmp_path
+):
+    mlflow_id = team_stack.container("mlflow").id
+    used_before = object_store_bytes(team_stack)
+    peak, done = [0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.5):
+            peak[0] = max(peak[0], memory_in_use(mlflow_id))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", CLIENT, json.dumps(SIZES), str(tmp_path)],
+            env=outside_env(team_stack), cwd=tmp_path, capture_output=True, text=True,
+            timeout=1200,
+        )  # fmt: skip
+    finally:
+        done.set()
+        sampler.join()
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    for name, files in SIZES.items():
+        assert len(answer[name]["sent"]) == len(files)
+        assert answer[name]["back"] == answer[name]["sent"], name
+    assert 0 < peak[0] < MEMORY_BOUND, f"the tracking server held {peak[0] / MB:.0f} MB"
+    total = sum(sum(files) for files in SIZES.values()) * MB
+    assert object_store_bytes(team_stack) - used_before > 0.95 * total
+
+    for name in SIZES:
+        deleted = subprocess.run(
+            [sys.executable, "-c",
+             f"from mlflow import MlflowClient; MlflowClient().delete_run({answer[name]['run']!r})"],
+            env=outside_env(team_stack), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert deleted.returncode == 0, deleted.stderr[-2000:]
+    env_file = team_stack.directory / ".env"
+    settings = env_file.read_text()
+    env_file.write_text(settings + "MLSTACK_BACKUPS_KEPT=1\n")
+    try:
+        first = team_stack.make("gc")
+        assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+        freed = re.search(r"^gc: freed (\d+) bytes .* in s3-data;", first.stdout, re.M)
+        assert freed and int(freed[1]) > 0.95 * total, first.stdout[-2000:]
+        assert object_store_bytes(team_stack) < used_before + 64 * MB
+        # The second gc deletes the first one's backup (which held the 4 GB): one is kept
+        second = team_stack.make("gc")
+        assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+        assert "gc: deleted the old backup mlflow-team-" in second.stdout, second.stdout[-2000:]
+        assert len(list((team_stack.directory / "backups").glob("mlflow-team-*.tar.gz"))) == 1
+    finally:
+        env_file.write_text(settings)
