@@ -232,7 +232,9 @@ def test_make_alone_prints_a_description_for_every_target():
     makefile = (REPO_ROOT / "Makefile").read_text()
     phony = re.search(r"^\.PHONY:(.*)$", makefile, flags=re.MULTILINE).group(1).split()
     listed = set(re.findall(r"make (\S+)", result.stdout))
-    assert set(phony) - {"preflight", "preflight-env", "gpu-check", "FORCE"} <= listed, result.stdout
+    assert (
+        set(phony) - {"preflight", "preflight-env", "gpu-check", "FORCE"} <= listed
+    ), result.stdout
 
 
 def test_the_manual_builds_strictly_with_the_benchmark_figures_included(tmp_path):
