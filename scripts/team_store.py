@@ -25,6 +25,7 @@ prints one `error:` line on failure and exits 1.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tarfile
 import tempfile
@@ -104,11 +105,22 @@ def s3_client():
     )
 
 
-def s3_reason(error: Exception) -> str:
-    """One line of an object store error: its code and message, or the exception's text."""
-    if isinstance(error, ClientError):
-        details = error.response.get("Error", {})
+def s3_reason(error: BaseException) -> str:
+    """One line of an object store error: the S3 error's code and message (from the error or
+    the one it wraps: boto3's upload error quotes it after the file's whole path), or the
+    exception's text."""
+    cause = error
+    while cause is not None and not isinstance(cause, ClientError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, ClientError):
+        details = cause.response.get("Error", {})
         return f"{details.get('Code', 'error')}: {details.get('Message', '')}".strip()
+    quoted = re.search(
+        r"An error occurred \((\w+)\) when calling the \w+ operation(?: \([^)]*\))?: (.*)",
+        str(error),
+    )
+    if quoted:
+        return f"{quoted[1]}: {quoted[2]}"
     return " ".join(str(error).split())[:300]
 
 

@@ -214,6 +214,9 @@ def up(argv: Sequence[str] = ()) -> None:
     )
     if started.returncode == 0:
         urls()
+        space = store_space(modes.is_team(files))
+        if space:
+            say(space)
         return
     for service in services:
         ids = (
@@ -267,6 +270,31 @@ def dask_config(dashboard: str) -> str:
     """Dask's settings for the containers (DASK_CONFIG): the dashboard link a client shows is
     then the host's URL."""
     return f'distributed:\n  dashboard:\n    link: "{dashboard}/status"\n'
+
+
+# In the store's container (Debian's coreutils): bytes under /data, then bytes free on its disk
+SPACE = "du -sb /data | cut -f1; df -B1 --output=avail /data | tail -n 1"
+
+
+def space_line(volume: str, answer: str) -> Optional[str]:
+    """The `make up` summary's line on the active store from :data:`SPACE`'s ``answer`` (two
+    byte counts), or None when it is not two numbers."""
+    from stackctl.store import human
+
+    numbers = answer.split()
+    if len(numbers) != 2 or not all(number.isdigit() for number in numbers):
+        return None
+    used, free = (int(number) for number in numbers)
+    return f"Store:   {volume} holds {human(used)}B; {human(free)}B free on its disk"
+
+
+def store_space(team: bool) -> Optional[str]:
+    """The line on the active mode's artifact store (the object store's s3-data in team mode,
+    else mlflow-data): what it holds and what its disk has free; None when not answered."""
+    service, volume = ("s3", "s3-data") if team else ("mlflow", "mlflow-data")
+    return space_line(
+        volume, output(["docker", "compose", "exec", "-T", service, "sh", "-c", SPACE]) or ""
+    )
 
 
 def urls(argv: Sequence[str] = ()) -> None:

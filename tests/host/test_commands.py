@@ -133,3 +133,9 @@ def test_gpu_mode_needs_dockers_nvidia_runtime():
     assert cli.gpu_problem(gpu, None) == problem
     assert cli.gpu_problem(gpu, '{"nvidia":{"path":"nvidia-container-runtime"}}') is None
     assert cli.gpu_problem("compose.yaml:compose.team.yaml", runtimes) is None
+
+
+def test_make_up_says_what_the_active_store_holds_and_what_its_disk_has_free():
+    line = cli.space_line("s3-data", "2147483648\n53687091200\n")
+    assert line == "Store:   s3-data holds 2.0GB; 50GB free on its disk"
+    assert cli.space_line("mlflow-data", "du: cannot access '/data'") is None

@@ -7,6 +7,7 @@ registry, the volumes, the node label and the image tags it added."""
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import socket
 import stat
@@ -16,6 +17,7 @@ import time
 import docker
 import pytest
 import requests
+from dotenv import dotenv_values
 
 from tests.helpers import (
     Project,
@@ -27,6 +29,7 @@ from tests.helpers import (
     unique_name,
     wait_for,
 )
+from tests.team.helpers import SECRET_KEYS
 
 pytestmark = [pytest.mark.swarm, pytest.mark.xdist_group("swarm")]
 
@@ -200,8 +203,23 @@ def test_swarm_up_runs_the_stack_from_the_registry_hardened_and_on_loopback_only
     jupyter = deployed["Jupyter"].replace("/lab?", "/api/status?")
     assert requests.get(jupyter, timeout=10).status_code == 200
     assert requests.get(jupyter.split("?")[0], timeout=10).status_code == 403
-    # The stack file holds .env's secrets: private, and in a folder git ignores
+    # .env's secrets are Swarm secrets: in no service's spec (docker service inspect), not in
+    # the stack file, and the services that need them work (Jupyter's token above, MLflow's
+    # admin password for its auth app)
+    secrets = [
+        v
+        for k, v in dotenv_values(project.directory / ".env").items()
+        if k in SECRET_KEYS + ("JUPYTER_TOKEN",) and v
+    ]
+    assert secrets
+    for name, service in found.items():
+        spec = json.dumps(service.attrs["Spec"])
+        assert not [value for value in secrets if value in spec], name
+    assert found["jupyter"].attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]
     stack_file = project.directory / ".mlstack/swarm/stack.json"
+    assert not [value for value in secrets if value in stack_file.read_text()]
+    assert not list((project.directory / ".mlstack/swarm/secrets").iterdir())
+    # The stack file: private, and in a folder git ignores
     assert stat.S_IMODE(stack_file.stat().st_mode) == 0o600
     ignored = run(["git", "check-ignore", str(stack_file)], project.directory, project.env)
     assert ignored.returncode == 0, ignored.stderr
