@@ -29,8 +29,11 @@ FILE ?=
 PYTEST_ARGS ?=
 # Options for the benchmark (make bench BENCH_ARGS="--build-reps 1"; python -m bench --help)
 BENCH_ARGS ?=
-# Your project's name, for make init (make init NAME=churn-model)
+# Your project's name, for make init (make init NAME=churn-model); a user's, for the user commands
 NAME ?=
+# What make user-grant grants on (one of them) and what (READ, EDIT, MANAGE, NO_PERMISSIONS)
+EXPERIMENT ?=
+PERMISSION ?=
 # The stack version to check before merging it, or to move to (make upgrade-check REF=mlstack/v0.2.0)
 REF ?=
 # GPU=1 adds compose.gpu.yaml (NVIDIA GPUs for jupyter and bash), TEAM=1 compose.team.yaml (the
@@ -41,7 +44,7 @@ GPU ?=
 TEAM ?=
 export GPU TEAM
 
-.PHONY: FORCE help preflight preflight-env gpu-check up down build ps logs urls shell train serve backup restore destroy migrate-store test lint format clean lock bench docs test-quick init config hooks check smoke release gc upgrade-check move-project push swarm-up swarm-down
+.PHONY: FORCE help preflight preflight-env gpu-check up down build ps logs urls shell train serve backup restore destroy migrate-store test lint format clean lock bench docs test-quick init config hooks check smoke release gc users user-add user-remove user-reset user-grant upgrade-check move-project push swarm-up swarm-down
 
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -113,6 +116,21 @@ restore: preflight-env ## Replace the MLflow data with a backup (FILE=backups/..
 
 migrate-store: preflight-env build ## Copy the SQLite store's runs, models and artifacts into an empty team store (TEAM=1)
 	@$(STACKCTL) migrate-store
+
+users: preflight-env ## List the tracking server's users (auth on: TEAM=1 or MLSTACK_MLFLOW_AUTH=true)
+	@$(STACKCTL) users
+
+user-add: preflight-env ## Add a user (NAME=ada): a generated password shown once, or one piped in
+	@$(STACKCTL) user-add "$(NAME)"
+
+user-remove: preflight-env ## Remove a user (NAME=ada)
+	@$(STACKCTL) user-remove "$(NAME)"
+
+user-reset: preflight-env ## Give a user a new password (NAME=ada), generated or piped in
+	@$(STACKCTL) user-reset "$(NAME)"
+
+user-grant: preflight-env ## Grant a user a permission: NAME=ada EXPERIMENT=<name> (or MODEL=<name>) PERMISSION=EDIT
+	@$(STACKCTL) user-grant "$(NAME)" "$(EXPERIMENT)" "$(MODEL)" "$(PERMISSION)"
 
 gc: preflight-env ## After a backup, free the disk of runs deleted in the MLflow UI (mlflow gc); says how much
 	@$(STACKCTL) gc

@@ -32,8 +32,11 @@ sys.stdout.write(re.sub(r"(?m)^database_uri = .*$", lambda _: f"database_uri = {
     export MLFLOW_AUTH_CONFIG_PATH=/tmp/basic_auth.ini
     unset MLSTACK_AUTH_DATABASE_URI
   fi
-  # Credentials follow .env: an admin made under an earlier .env gets this one's password
+  # Credentials follow .env: the admin and the stack user (whom jobs and notebooks log in as)
+  # get this .env's passwords; the stack user is made on the first start
   python "$store" credentials
   set -- --app-name basic-auth "$@"
 fi
+# The server logs in as no one: the stack user's password was for the user store only
+unset MLSTACK_TRACKING_USERNAME MLSTACK_TRACKING_PASSWORD
 exec mlflow server "$@"

@@ -16,9 +16,10 @@ may start first), then migrated unless it is at this MLflow's revision already. 
 in this process: the URI holds the database password, which never goes on a command line, and
 errors are printed with it masked.
 
-credentials: a user store made under an earlier .env keeps the admin password it was made with;
-each start sets it again from MLFLOW_AUTH_ADMIN_PASSWORD (.env), so a regenerated .env reaches
-the same data.
+credentials: a user store made under an earlier .env keeps the passwords it was made with; each
+start sets the admin's again from MLFLOW_AUTH_ADMIN_PASSWORD and the stack user's (whom jobs and
+notebooks log in as) from MLSTACK_TRACKING_PASSWORD (.env), so a regenerated .env reaches the
+same data.
 
 restore is crash-safe: the archive is unpacked into /data/.restore-incoming and checked, then
 marked ready; only then are the old entries moved to /data/.restore-previous and the new ones
@@ -250,10 +251,12 @@ def prepare() -> int:
 
 
 def credentials() -> int:
-    """Set the basic-auth admin's password (MLFLOW_AUTH_ADMIN_USERNAME and
-    MLFLOW_AUTH_ADMIN_PASSWORD, from .env) in the user store of MLFLOW_AUTH_CONFIG_PATH's
-    database_uri, when that admin exists with another password. A new user store is left to
-    the server, which makes the admin at its first start.
+    """Set the users of MLFLOW_AUTH_CONFIG_PATH's user store from the environment (.env): the
+    basic-auth admin's password (MLFLOW_AUTH_ADMIN_USERNAME, MLFLOW_AUTH_ADMIN_PASSWORD) when that
+    admin exists with another one (a new store's admin is made by the server), and the user
+    jobs and notebooks log in as (MLSTACK_TRACKING_USERNAME, MLSTACK_TRACKING_PASSWORD): made
+    when missing, its password set again, never an admin (a store made before the admin was
+    split off had that name as its admin).
 
     Returns:
         0.
@@ -263,14 +266,24 @@ def credentials() -> int:
 
     config = read_auth_config()
     username, password = config.admin_username, config.admin_password
-    if not username or not password:
-        return 0
+    member = os.environ.get("MLSTACK_TRACKING_USERNAME", "")
+    member_password = os.environ.get("MLSTACK_TRACKING_PASSWORD", "")
     store = SqlAlchemyStore()
     store.init_db(config.database_uri)
     try:
-        if store.has_user(username) and not store.authenticate_user(username, password):
-            store.update_user(username, password=password, is_admin=True)
-            print(f"auth: the password of admin {username} was set from .env")
+        if username and password:
+            if store.has_user(username) and not store.authenticate_user(username, password):
+                store.update_user(username, password=password, is_admin=True)
+                print(f"auth: the password of admin {username} was set from .env")
+        if member and member_password and member != username:
+            if not store.has_user(member):
+                store.create_user(member, member_password, is_admin=False)
+                print(f"auth: made user {member}, whom jobs and notebooks log in as")
+            elif store.get_user(member).is_admin or not store.authenticate_user(
+                member, member_password
+            ):
+                store.update_user(member, password=member_password, is_admin=False)
+                print(f"auth: user {member} set from .env (not an admin: {username} is)")
     finally:
         store.engine.dispose()
     return 0

@@ -8,16 +8,18 @@ import pwd
 import re
 import secrets
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Dict, List, Mapping, Optional
 
 from stackctl import modes
 from stackctl.proc import ROOT
 
-# The secrets make generates and keeps only in .env: the Jupyter token, MLflow's admin password
-# and server key, the team stack's database password and S3 keys
+# The secrets make generates and keeps only in .env: the Jupyter token, MLflow's admin password,
+# the password jupyter and bash log in with as MLSTACK_USER, the server's session key, the team
+# stack's database password and S3 keys
 SECRETS = (
     "JUPYTER_TOKEN",
     "MLFLOW_ADMIN_PASSWORD",
+    "MLSTACK_TRACKING_PASSWORD",
     "MLFLOW_FLASK_SERVER_SECRET_KEY",
     "POSTGRES_PASSWORD",
     "MLSTACK_S3_ACCESS_KEY",

@@ -169,8 +169,8 @@ def test_optional_auth_answers_401_and_the_stack_logs_in_as_the_host_user(stack)
         stack.up()
         url = stack.urls["mlflow"]
         search = f"{url}/api/2.0/mlflow/experiments/search"
-        user, password = setting(stack, "MLSTACK_USER"), setting(stack, "MLFLOW_ADMIN_PASSWORD")
-        assert len(password) >= 12
+        user, password = setting(stack, "MLSTACK_USER"), setting(stack, "MLSTACK_TRACKING_PASSWORD")
+        assert len(password) >= 12 and password != setting(stack, "MLFLOW_ADMIN_PASSWORD")
         assert requests.get(search, params={"max_results": 1}, timeout=10).status_code == 401
         wrong = requests.get(search, params={"max_results": 1}, auth=(user, "wrong"), timeout=10)
         assert wrong.status_code == 401

@@ -48,10 +48,16 @@ class TeamStack(Project):
 
     @property
     def credentials(self) -> tuple[str, str]:
-        """(user, password) of the tracking server's admin: MLSTACK_USER and
-        MLFLOW_ADMIN_PASSWORD from .env, as jupyter and bash log in."""
+        """(user, password) of the tracking server's admin: admin and MLFLOW_ADMIN_PASSWORD
+        from .env (only the tracking server's container holds it)."""
+        return "admin", self.settings()["MLFLOW_ADMIN_PASSWORD"]
+
+    @property
+    def stack_credentials(self) -> tuple[str, str]:
+        """(user, password) jupyter and bash log in with: MLSTACK_USER and
+        MLSTACK_TRACKING_PASSWORD from .env."""
         settings = self.settings()
-        return settings["MLSTACK_USER"], settings["MLFLOW_ADMIN_PASSWORD"]
+        return settings["MLSTACK_USER"], settings["MLSTACK_TRACKING_PASSWORD"]
 
     def secrets(self) -> dict[str, str]:
         """The credential values in .env (SECRET_KEYS), by name."""

@@ -160,10 +160,21 @@ def test_a_second_project_pointed_at_the_team_server_through_the_host_logs_and_l
 ):
     member = new_project("member project", unique_name("member"))
     assert member.make(".env").returncode == 0
+    # The admin adds the member, with a password piped in (none on a command line)
+    user, password = "member-ada", "a-long-enough-password-1"
+    added = subprocess.run(
+        ["make", "--no-print-directory", "user-add", f"NAME={user}"],
+        cwd=team_stack.directory, env=team_stack.env, input=password + "\n",
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert added.stdout.strip() == f"users: added {user}; password from standard input"
+    listed = team_stack.make("users")
+    assert listed.returncode == 0 and user in listed.stdout.split(), listed.stdout
+    assert "admin (admin)" in listed.stdout.splitlines(), listed.stdout
     # The team page's path for a teammate: the tracking URI in env/stack.env, the credentials in
     # .env. Here the shared server is this machine's loopback port, so the runner uses the
     # host's network (a teammate's reaches https://mlflow.example.org instead)
-    user, password = team_stack.credentials
     stack_env = member.directory / "env" / "stack.env"
     stack_env.write_text(
         re.sub(
@@ -173,8 +184,10 @@ def test_a_second_project_pointed_at_the_team_server_through_the_host_logs_and_l
         )
     )
     env_file = member.directory / ".env"
-    settings = re.sub(r"(?m)^(MLSTACK_USER|MLFLOW_ADMIN_PASSWORD)=.*\n", "", env_file.read_text())
-    env_file.write_text(settings + f"MLSTACK_USER={user}\nMLFLOW_ADMIN_PASSWORD={password}\n")
+    settings = re.sub(
+        r"(?m)^(MLSTACK_USER|MLSTACK_TRACKING_PASSWORD)=.*\n", "", env_file.read_text()
+    )
+    env_file.write_text(settings + f"MLSTACK_USER={user}\nMLSTACK_TRACKING_PASSWORD={password}\n")
     (member.directory / "compose.override.yaml").write_text(
         "services:\n  bash:\n    network_mode: host\n"
     )
