@@ -31,6 +31,9 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 # Your project's name, for make init (make init NAME=churn-model); a user's, for the user commands
 NAME ?=
+# The shared tracking server and your user there, for make join (make join URL=https://mlflow.example.org
+# USER=ada; USER defaults to your login name, from the environment)
+URL ?=
 # What make user-grant grants on (one of them) and what (READ, EDIT, MANAGE, NO_PERMISSIONS)
 EXPERIMENT ?=
 PERMISSION ?=
@@ -44,7 +47,7 @@ GPU ?=
 TEAM ?=
 export GPU TEAM
 
-.PHONY: FORCE help preflight preflight-env gpu-check up down build ps logs urls shell train serve backup restore destroy migrate-store test lint format clean lock bench docs test-quick init config hooks check smoke release gc users user-add user-remove user-reset user-grant upgrade-check move-project push swarm-up swarm-down
+.PHONY: FORCE help preflight preflight-env gpu-check up down build ps logs urls shell train serve backup restore destroy migrate-store test lint format clean lock bench docs test-quick init config hooks check smoke release gc join leave users user-add user-remove user-reset user-grant upgrade-check move-project push swarm-up swarm-down
 
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -116,6 +119,12 @@ restore: preflight-env ## Replace the MLflow data with a backup (FILE=backups/..
 
 migrate-store: preflight-env build ## Copy the SQLite store's runs, models and artifacts into an empty team store (TEAM=1)
 	@$(STACKCTL) migrate-store
+
+join: preflight-env ## Log to a team's shared tracking server as its member: URL=https://... USER=ada (password asked, or piped in)
+	@$(STACKCTL) join "$(URL)" "$(USER)"
+
+leave: preflight-env ## Back from the shared tracking server to this clone's own (its runs as they were)
+	@$(STACKCTL) leave
 
 users: preflight-env ## List the tracking server's users (auth on: TEAM=1 or MLSTACK_MLFLOW_AUTH=true)
 	@$(STACKCTL) users

@@ -93,12 +93,8 @@ def remove(name: str) -> str:
 
 def listed() -> str:
     """Every user, ``name`` or ``name (admin)``, one per line."""
-    from mlflow.utils.rest_utils import http_request
-
-    auth = client()
-    response = http_request(auth._get_host_creds(), "/api/2.0/mlflow/users/list", "GET")
-    response.raise_for_status()
-    users = response.json().get("users", [])
+    # The auth client has no call for it (MLflow 3.17); its own request helper does the rest
+    users = client()._request("/api/2.0/mlflow/users/list", "GET").get("users", [])
     return "\n".join(
         user["username"] + (" (admin)" if user.get("is_admin") else "")
         for user in sorted(users, key=lambda each: each["username"])

@@ -176,7 +176,12 @@ def up(argv: Sequence[str] = ()) -> None:
         Failure: a bad WORKERS, or a service not healthy in time (its logs shown above).
     """
     workers = workers_count(argv[0] if argv else "")
-    services = ["mlflow", "jupyter"]
+    files = os.environ.get("COMPOSE_FILE") or EnvFile.load().get("COMPOSE_FILE")
+    member = modes.is_member(files)
+    # A member's clone logs to the shared server: no local one (its volume stays)
+    services = ["jupyter"] if member else ["mlflow", "jupyter"]
+    if member:
+        compose("rm", "--stop", "--force", "mlflow", check=False, quiet=True)
     options: List[str] = []
     if workers > 0:
         services += ["dask-scheduler", "dask-worker"]
@@ -195,7 +200,6 @@ def up(argv: Sequence[str] = ()) -> None:
             quiet=True,
         )
     # 3 minutes, or 15 in team mode, whose first start migrates a new PostgreSQL database
-    files = os.environ.get("COMPOSE_FILE") or EnvFile.load().get("COMPOSE_FILE")
     wait = os.environ.get("MLSTACK_UP_TIMEOUT") or ("900" if modes.is_team(files) else "180")
     check_ports()
     # --remove-orphans: after a switch of mode the other mode's services go; volumes stay
@@ -214,7 +218,7 @@ def up(argv: Sequence[str] = ()) -> None:
     )
     if started.returncode == 0:
         urls()
-        space = store_space(modes.is_team(files))
+        space = None if member else store_space(modes.is_team(files))
         if space:
             say(space)
         return
@@ -304,7 +308,10 @@ def urls(argv: Sequence[str] = ()) -> None:
     Raises:
         Failure: the mlflow service is not running.
     """
-    mlflow_url = _url_of("mlflow", 5000)
+    env = EnvFile.load()
+    files = os.environ.get("COMPOSE_FILE") or env.get("COMPOSE_FILE")
+    # A member's clone: the shared server's URL, also in the run links jobs print
+    mlflow_url = (modes.is_member(files) and env.get("MLSTACK_TEAM_URL")) or _url_of("mlflow", 5000)
     if not mlflow_url:
         raise Failure("the mlflow service is not running; start the stack with 'make up'")
     jupyter = _url_of("jupyter", 8888)
@@ -544,6 +551,8 @@ COMMANDS: Dict[str, Callable[[Sequence[str]], None]] = {
     "gc": _lazy("commands", "gc"),
     "release": _lazy("release", "release"),
     "push": _lazy("release", "push_command"),
+    "join": _lazy("join", "join"),
+    "leave": _lazy("join", "leave"),
     "users": _lazy("users", "users"),
     "user-add": _lazy("users", "add"),
     "user-remove": _lazy("users", "remove"),
@@ -588,7 +597,8 @@ def config(argv: Sequence[str] = ()) -> None:
     .env, mode 600; a pasted configuration must not carry them)."""
     env = EnvFile.load()
     merged = compose("--profile", "*", "config", *argv, capture=True)
-    sys.stdout.write(masked(merged.stdout, [env.get(key) for key in envfile.SECRETS]))
+    keys = envfile.SECRETS + envfile.GIVEN_SECRETS
+    sys.stdout.write(masked(merged.stdout, [env.get(key) for key in keys]))
 
 
 COMMANDS["config"] = config

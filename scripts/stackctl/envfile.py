@@ -25,6 +25,8 @@ SECRETS = (
     "MLSTACK_S3_ACCESS_KEY",
     "MLSTACK_S3_SECRET_KEY",
 )
+# Secrets .env holds that the user gave (make join): never generated, masked like the others
+GIVEN_SECRETS = ("MLSTACK_TEAM_PASSWORD",)
 HEADER = "# Per-machine settings written by make (scripts/stackctl); documented in .env.example.\n"
 _LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 

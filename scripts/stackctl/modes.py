@@ -11,6 +11,8 @@ from stackctl.proc import Failure
 DEFAULT = "compose.yaml"
 GPU_FILE = "compose.gpu.yaml"
 TEAM_FILE = "compose.team.yaml"
+# A member's clone on a team's shared tracking server (make join / make leave)
+MEMBER_FILE = "compose.member.yaml"
 
 
 def switch(files: List[str], flag: str, file: str, name: str) -> List[str]:
@@ -42,9 +44,26 @@ def compose_files(current: str, gpu: str = "", team: str = "") -> str:
     files = [each for each in current.split(":") if each]
     files = switch(files, gpu, GPU_FILE, "GPU")
     files = switch(files, team, TEAM_FILE, "TEAM")
+    if TEAM_FILE in files and MEMBER_FILE in files:
+        raise Failure(
+            "this clone is a member of a shared tracking server (make join), which cannot run "
+            "the team server too; make leave first",
+            status=2,
+        )
     if TEAM_FILE in files:
         files = [each for each in files if each != TEAM_FILE] + [TEAM_FILE]
     return ":".join(files)
+
+
+def with_member(files: str, member: bool) -> str:
+    """A COMPOSE_FILE value with the member override added (last) or taken away."""
+    kept = [each for each in files.split(":") if each and each != MEMBER_FILE]
+    return ":".join(kept + ([MEMBER_FILE] if member else []))
+
+
+def is_member(files: str) -> bool:
+    """Whether a COMPOSE_FILE value is a member's clone of a shared tracking server."""
+    return MEMBER_FILE in files.split(":")
 
 
 def is_team(files: str) -> bool:

@@ -184,7 +184,7 @@ def up(argv: Sequence[str] = ()) -> None:
     )
     dask_file = f"/project/{DASK_FILE.relative_to(PROJECT)}"
     env = EnvFile.load()
-    secrets = {key: env.get(key) for key in envfile.SECRETS if env.get(key)}
+    secrets = {key: env.get(key) for key in envfile.SECRETS + envfile.GIVEN_SECRETS if env.get(key)}
     # Each secret in a file of its own for `docker stack deploy` to read, deleted right after:
     # the values stay in .env and in the swarm's encrypted store only
     secret_folder = FOLDER / "secrets"

@@ -1,8 +1,8 @@
 """The manual's team page (docs/team.md) as a new user meets it: on a fresh clone owned by a
 non-root user (UID 1000, the usual first Linux user, in the docker group), every console command
 of the page runs in order, as that user, exactly as written, and does what the page says: the
-team server comes up, the job's run lands in PostgreSQL, the admin creates a user who can log
-in."""
+team server comes up, the job's run lands in PostgreSQL, the admin adds a member who logs in
+with the password shown once and grants them a permission."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_every_console_command_of_the_team_page_works_as_written(built_images):
     commands = console_commands(TEAM_PAGE)
     assert commands[0] == "make up TEAM=1", commands
     assert commands[1].startswith("docker compose run --rm bash python train.py"), commands
-    assert any("users/create" in command for command in commands), commands
+    assert "make user-add NAME=ada" in commands, commands
     folder = f"mlstack-readme-{secrets.token_hex(4)}"
     # Outside pytest's own temporary folders, which only their owner may enter
     base = Path(tempfile.mkdtemp(prefix="mlstack-readme-"))
@@ -90,14 +90,18 @@ def test_every_console_command_of_the_team_page_works_as_written(built_images):
             cwd=directory, env=env | {"HOME": "/root"}, capture_output=True, text=True,
         )  # fmt: skip
         assert rows.stdout.strip() == "FINISHED", rows.stdout + rows.stderr
-        # The user the admin created logs in
+        # The user the admin created logs in with the password shown once, and was granted EDIT
+        added = outputs[commands.index("make user-add NAME=ada")]
+        password = re.search(r"password \(shown once, give it to ada\): (\S+)", added)[1]
         search = requests.get(
             f"{url}/api/2.0/mlflow/experiments/search",
             params={"max_results": 1},
-            auth=("ada", "choose-a-long-one"),
+            auth=("ada", password),
             timeout=60,
         )
         assert search.status_code == 200, search.text
+        assert "ada" in outputs[commands.index("make users")].split()
+        assert "users: ada has EDIT on experiment Default" in outputs[-1]
     finally:
         subprocess.run(
             ["docker", "compose", "--profile", "*", "down", "--volumes", "--remove-orphans"],

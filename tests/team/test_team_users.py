@@ -22,7 +22,7 @@ import time
 import pytest
 import requests
 
-from tests.helpers import restart_docker_daemon, unique_name, wait_until_healthy
+from tests.helpers import restart_docker_daemon, wait_until_healthy
 from tests.team.helpers import TEAM_COMPOSE_FILE, TeamStack
 
 CONCURRENT = 8
@@ -153,60 +153,6 @@ def test_an_mlflow_client_on_the_host_with_default_settings_works(team_stack: Te
     assert set(answer["timings"]) == {"log_artifact", "download", "load_model", "predict"}
     assert all(seconds < 30 for seconds in answer["timings"].values()), answer
     assert answer["predictions"][0] in (0, 1, 2), answer
-
-
-def test_a_second_project_pointed_at_the_team_server_through_the_host_logs_and_loads_a_model(
-    team_stack: TeamStack, new_project
-):
-    member = new_project("member project", unique_name("member"))
-    assert member.make(".env").returncode == 0
-    # The admin adds the member, with a password piped in (none on a command line)
-    user, password = "member-ada", "a-long-enough-password-1"
-    added = subprocess.run(
-        ["make", "--no-print-directory", "user-add", f"NAME={user}"],
-        cwd=team_stack.directory, env=team_stack.env, input=password + "\n",
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert added.returncode == 0, added.stdout + added.stderr
-    assert added.stdout.strip() == f"users: added {user}; password from standard input"
-    listed = team_stack.make("users")
-    assert listed.returncode == 0 and user in listed.stdout.split(), listed.stdout
-    assert "admin (admin)" in listed.stdout.splitlines(), listed.stdout
-    # The team page's path for a teammate: the tracking URI in env/stack.env, the credentials in
-    # .env. Here the shared server is this machine's loopback port, so the runner uses the
-    # host's network (a teammate's reaches https://mlflow.example.org instead)
-    stack_env = member.directory / "env" / "stack.env"
-    stack_env.write_text(
-        re.sub(
-            r"(?m)^MLFLOW_TRACKING_URI=.*$",
-            f"MLFLOW_TRACKING_URI={team_stack.mlflow_url}",
-            stack_env.read_text(),
-        )
-    )
-    env_file = member.directory / ".env"
-    settings = re.sub(
-        r"(?m)^(MLSTACK_USER|MLSTACK_TRACKING_PASSWORD)=.*\n", "", env_file.read_text()
-    )
-    env_file.write_text(settings + f"MLSTACK_USER={user}\nMLSTACK_TRACKING_PASSWORD={password}\n")
-    (member.directory / "compose.override.yaml").write_text(
-        "services:\n  bash:\n    network_mode: host\n"
-    )
-    assert member.make("build").returncode == 0
-    trained = member.compose(
-        "run", "--rm", "bash", "python", "train.py", "--experiment", "member",
-        "--n-estimators", "10", "--curve-steps", "2", "--register-model", "member-wine",
-        timeout=900,
-    )  # fmt: skip
-    assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-2000:]
-    run_id = re.search(r"^run ([0-9a-f]{32}) logged", trained.stdout, re.MULTILINE)[1]
-    assert runs_in(team_stack, "member") == [[run_id, "FINISHED"]]
-    loaded = member.compose(
-        "run", "--rm", "bash", "python", "-c",
-        "import mlflow; m = mlflow.pyfunc.load_model('models:/member-wine/1'); "
-        "print('loaded', m.metadata.run_id)",
-    )  # fmt: skip
-    assert loaded.returncode == 0, loaded.stderr[-2000:]
-    assert f"loaded {run_id}" in loaded.stdout
 
 
 def test_the_object_store_answers_on_the_network_only_through_its_s3_gateway(
