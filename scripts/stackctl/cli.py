@@ -182,6 +182,10 @@ def up(argv: Sequence[str] = ()) -> None:
     services = ["jupyter"] if member else ["mlflow", "jupyter"]
     if member:
         compose("rm", "--stop", "--force", "mlflow", check=False, quiet=True)
+        from stackctl.join import write_ca_bundle
+
+        env = EnvFile.load()
+        write_ca_bundle(f"{env.get('COMPOSE_PROJECT_NAME')}-bash:{env.get('MLSTACK_VERSION')}")
     options: List[str] = []
     if workers > 0:
         services += ["dask-scheduler", "dask-worker"]

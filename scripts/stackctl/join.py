@@ -21,10 +21,13 @@ from typing import Optional, Sequence
 
 from stackctl import modes
 from stackctl.envfile import EnvFile
-from stackctl.proc import Failure, compose, say
+from stackctl.proc import RUNTIME, Failure, compose, output, say
 from stackctl.users import checked_name
 
-MEMBER_KEYS = ("MLSTACK_TEAM_URL", "MLSTACK_TEAM_USER", "MLSTACK_TEAM_PASSWORD")
+MEMBER_KEYS = ("MLSTACK_TEAM_URL", "MLSTACK_TEAM_USER", "MLSTACK_TEAM_PASSWORD", "MLSTACK_TEAM_CA")
+# The trust store the member's containers use (compose.member.yaml): their image's own, plus
+# the shared server's CA when make join was given one; written by make up
+CA_BUNDLE = "ca-bundle.pem"
 # The auth app's "who am I", which answers 200 only to valid credentials
 WHO_AM_I = "/api/2.0/mlflow/users/current"
 URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s?#]*)?$")
@@ -51,8 +54,11 @@ def checked_url(url: str) -> str:
 
 
 def tls_context(ca: str) -> ssl.SSLContext:
-    """The default trust store plus ``ca`` (a PEM file or a folder, EXTRA_CA_CERTS), if any."""
+    """The default trust store plus ``ca`` (a PEM file or a folder), if any, verifying as
+    strictly as the images' Python 3.13 does (RFC 5280: a CA without its key usage extension is
+    refused there, so it is refused here first, where nothing was written yet)."""
     context = ssl.create_default_context()
+    context.verify_flags |= getattr(ssl, "VERIFY_X509_STRICT", 0)
     if ca and os.path.isdir(ca):
         context.load_verify_locations(capath=ca)
     elif ca:
@@ -80,8 +86,8 @@ def problem(url: str, user: str, error: BaseException) -> str:
     if isinstance(reason, ssl.SSLCertVerificationError) or isinstance(error, ssl.SSLError):
         detail = getattr(reason, "verify_message", "") or str(reason)
         return (
-            f"the certificate of {url} is not trusted ({detail}); give its CA with make join "
-            f"EXTRA_CA_CERTS=/path/to/ca.pem ...; {nothing}"
+            f"the certificate of {url} is not trusted ({detail}); give the CA that signed it: "
+            f"make join ... CA=/path/to/ca.pem; {nothing}"
         )
     return f"cannot reach {url} ({reason}); check the URL and your network; {nothing}"
 
@@ -125,8 +131,27 @@ def read_password(url: str, user: str) -> str:
     return password
 
 
+def checked_ca(ca: str) -> str:
+    """The absolute path of ``ca`` (a PEM file of the server's CA), or "" when none is given.
+
+    Raises:
+        Failure: it is not a readable file of PEM certificates (status 2).
+    """
+    if not ca:
+        return ""
+    path = os.path.abspath(ca)
+    try:
+        with open(path) as pem:
+            if "-----BEGIN CERTIFICATE-----" not in pem.read():
+                raise Failure(f"CA={ca} holds no PEM certificate", status=2)
+    except OSError as error:
+        raise Failure(f"CA={ca} cannot be read ({error.strerror})", status=2) from None
+    return path
+
+
 def join(argv: Sequence[str]) -> None:
-    """``make join URL= USER=``: argv is the URL and the user.
+    """``make join URL= USER= [CA=]``: argv is the URL, the user and the CA file of a server
+    whose certificate a private CA signed.
 
     Raises:
         Failure: a bad URL or user, no password, this clone hosts the team server, or the
@@ -141,7 +166,7 @@ def join(argv: Sequence[str]) -> None:
             "this clone runs the team's tracking server itself (TEAM=1); join from a member's "
             "own clone, or make up TEAM=0 first"
         )
-    ca = os.environ.get("EXTRA_CA_CERTS") or env.get("EXTRA_CA_CERTS")
+    ca = checked_ca(argv[2] if len(argv) > 2 else "")
     password = read_password(url, user)
     known = whoami(url, user, password, ca)
     env = EnvFile.load()
@@ -149,8 +174,10 @@ def join(argv: Sequence[str]) -> None:
     env.set("MLSTACK_TEAM_USER", known)
     env.set("MLSTACK_TEAM_PASSWORD", password)
     env.set("COMPOSE_FILE", modes.with_member(files, True))
-    if os.environ.get("EXTRA_CA_CERTS"):
-        env.set("EXTRA_CA_CERTS", os.environ["EXTRA_CA_CERTS"])
+    if ca:
+        env.set("MLSTACK_TEAM_CA", ca)
+    else:
+        env.remove("MLSTACK_TEAM_CA")
     env.save()
     say(
         f"join: {known} on {url}; make up starts Jupyter and the runner logging there, without "
@@ -174,6 +201,41 @@ def leave(argv: Sequence[str] = ()) -> None:
     # The containers made for the shared server log there: they go, make up makes new ones
     compose("--profile", "*", "down", "--remove-orphans", check=False, quiet=True)
     say(f"leave: off {url}; make up starts the local tracking server with its earlier runs")
+
+
+def write_ca_bundle(image: str) -> None:
+    """Write RUNTIME/ca-bundle.pem: ``image``'s trust store (its EXTRA_CA_CERTS included) plus
+    the shared server's CA (MLSTACK_TEAM_CA) when there is one. Runtime, not build time: a new
+    CA needs no rebuild of the images.
+
+    Raises:
+        Failure: the image cannot be read or the CA file is gone.
+    """
+    store = output(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--entrypoint",
+            "cat",
+            image,
+            "/etc/ssl/certs/ca-certificates.crt",
+        ]
+    )
+    if store is None:
+        raise Failure(f"the trust store of {image} cannot be read; run make build")
+    ca = EnvFile.load().get("MLSTACK_TEAM_CA")
+    if ca:
+        try:
+            with open(ca) as pem:
+                store += "\n" + pem.read()
+        except OSError as error:
+            raise Failure(
+                f"the shared server's CA {ca} cannot be read ({error.strerror}); make join "
+                "again with CA=..."
+            ) from None
+    RUNTIME.mkdir(parents=True, exist_ok=True)
+    (RUNTIME / CA_BUNDLE).write_text(store + "\n")
 
 
 def team_url(files: str, env: Optional[EnvFile] = None) -> Optional[str]:

@@ -1,22 +1,22 @@
-"""A member joins the team's server in one command: `make join` checks the credentials (a wrong
-password, an unreachable server and an untrusted certificate are one line each, .env
-unchanged), then `make up` runs Jupyter and the runner with no tracking server of their own,
-runs are logged as the member and their links name the shared server; `make leave` brings the
-local server back with its earlier runs."""
+"""A member joins the team's server in one command, through the team page's TLS reverse proxy
+(Debian's nginx running the page's own block, a certificate signed by a CA made here): `make
+join` checks the credentials (a wrong password, an unreachable server and an untrusted
+certificate are one line each, .env unchanged), then `make up` runs Jupyter and the runner with
+no tracking server of their own, runs are logged as the member and their links name the proxy's
+URL; `make leave` brings the local server back with its earlier runs."""
 
 from __future__ import annotations
 
 import re
 import socket
-import ssl
 import subprocess
-import threading
+import time
 from pathlib import Path
 
 import docker
 import requests
 
-from tests.helpers import unique_name
+from tests.helpers import REPO_ROOT, unique_name
 from tests.team.helpers import TeamStack
 
 MEMBER, PASSWORD = "ada-joins", "ada-chose-a-long-password"
@@ -42,37 +42,72 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-class SelfSignedServer:
-    """A TLS server on 127.0.0.1 whose certificate no trust store knows (made with openssl)."""
+def nginx_site(port: int, folder: Path, upstream: str) -> str:
+    """The team page's nginx block, on 127.0.0.1:``port`` with the test's certificate, in front
+    of ``upstream`` (the team server's http://127.0.0.1:<port>)."""
+    page = (REPO_ROOT / "docs" / "team.md").read_text()
+    (site,) = re.findall(r"```nginx\n(.*?)```", page, re.DOTALL)
+    replaced = {
+        "listen 443 ssl;": f"listen 127.0.0.1:{port} ssl;",
+        "/etc/ssl/certs/mlflow.example.org.pem": str(folder / "server.pem"),
+        "/etc/ssl/private/mlflow.example.org.key": str(folder / "server.key"),
+        "http://127.0.0.1:32901": upstream,
+    }
+    for old, new in replaced.items():
+        assert old in site, old
+        site = site.replace(old, new)
+    return site
 
-    def __init__(self, folder: Path) -> None:
-        key, cert = folder / "key.pem", folder / "cert.pem"
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-             "-keyout", str(key), "-out", str(cert)],
-            check=True, capture_output=True,
+
+class TlsProxy:
+    """nginx (Debian's package) running the team page's site on 127.0.0.1, with a server
+    certificate for 127.0.0.1 signed by a CA made here (``ca``: its PEM file)."""
+
+    def __init__(self, folder: Path, upstream: str) -> None:
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
+
+        # The extensions Python 3.13's strict verification wants of a CA and of a server
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                "-subj", "/CN=mlstack test CA", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                "-keyout", "ca.key", "-out", "ca.pem")  # fmt: skip
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                "-keyout", "server.key", "-out", "server.csr")  # fmt: skip
+        (folder / "san.ext").write_text(
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nauthorityKeyIdentifier=keyid,issuer\n"
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=serverAuth\n"
+        )
+        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "1", "-extfile", "san.ext", "-out", "server.pem")  # fmt: skip
+        self.ca = folder / "ca.pem"
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        (folder / "nginx.conf").write_text(
+            f"daemon off;\npid {folder}/nginx.pid;\nerror_log stderr;\n"
+            "events {}\nhttp {\n  access_log off;\n"
+            + "".join(
+                f"  {kind}_temp_path {folder}/{kind};\n"
+                for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+            )
+            + nginx_site(self.port, folder, upstream)
+            + "}\n"
+        )
+        self.process = subprocess.Popen(
+            ["/usr/sbin/nginx", "-c", str(folder / "nginx.conf"), "-p", str(folder), "-e", "stderr"],
+            stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.load_cert_chain(cert, key)
-        self.socket = socket.create_server(("127.0.0.1", 0))
-        self.port = self.socket.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, _ = self.socket.accept()
-            except OSError:
-                return
-            try:
-                with self.context.wrap_socket(connection, server_side=True):
-                    pass
-            except (ssl.SSLError, OSError):
-                pass
+        for _ in range(50):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.1)
+        self.close()
+        raise AssertionError(f"nginx did not listen: {self.process.stderr.read()}")
 
     def close(self) -> None:
-        self.socket.close()
+        self.process.terminate()
+        self.process.wait(timeout=10)
 
 
 def test_a_member_joins_logs_as_themselves_on_the_shared_server_and_leaves(
@@ -92,25 +127,29 @@ def test_a_member_joins_logs_as_themselves_on_the_shared_server_and_leaves(
     env_file = member.directory / ".env"
     before = env_file.read_text()
 
-    untrusted = SelfSignedServer(tmp_path)
+    proxy = TlsProxy(tmp_path, team_stack.mlflow_url)
     try:
-        for url, password, says in (
-            (team_stack.mlflow_url, "not-the-password-1", "refused ada-joins's password"),
-            (f"http://127.0.0.1:{free_port()}", PASSWORD, "cannot reach"),
-            (f"https://127.0.0.1:{untrusted.port}", PASSWORD, "is not trusted"),
-        ):
-            refused = make(member, "join", f"URL={url}", f"USER={MEMBER}", stdin=password + "\n")
-            assert refused.returncode != 0 and len(errors(refused)) == 1, refused.stderr
-            assert says in errors(refused)[0] and "nothing was written" in errors(refused)[0]
-            assert env_file.read_text() == before
+        joined_through(team_stack, member, proxy, env_file, before, local_run)
     finally:
-        untrusted.close()
+        proxy.close()
 
-    joined = make(
-        member, "join", f"URL={team_stack.mlflow_url}", f"USER={MEMBER}", stdin=PASSWORD + "\n"
-    )
+
+def joined_through(team_stack, member, proxy: TlsProxy, env_file: Path, before: str, local_run):
+    """The member's path through the TLS proxy (see the module's docstring)."""
+    ca = f"CA={proxy.ca}"
+    for url, password, extra, says in (
+        (proxy.url, "not-the-password-1", ca, "refused ada-joins's password"),
+        (f"http://127.0.0.1:{free_port()}", PASSWORD, ca, "cannot reach"),
+        (proxy.url, PASSWORD, "CA=", "is not trusted"),
+    ):
+        refused = make(member, "join", f"URL={url}", f"USER={MEMBER}", extra, stdin=password + "\n")
+        assert refused.returncode != 0 and len(errors(refused)) == 1, refused.stderr
+        assert says in errors(refused)[0] and "nothing was written" in errors(refused)[0]
+        assert env_file.read_text() == before
+
+    joined = make(member, "join", f"URL={proxy.url}", f"USER={MEMBER}", ca, stdin=PASSWORD + "\n")
     assert joined.returncode == 0, joined.stderr
-    assert joined.stdout.startswith(f"join: {MEMBER} on {team_stack.mlflow_url};")
+    assert joined.stdout.startswith(f"join: {MEMBER} on {proxy.url};")
     settings = env_file.read_text()
     assert "COMPOSE_FILE=compose.yaml:compose.member.yaml\n" in settings
     # The shared server is this machine's loopback port here: the runner takes the host's
@@ -123,7 +162,7 @@ def test_a_member_joins_logs_as_themselves_on_the_shared_server_and_leaves(
     )
     up = make(member, "up")
     assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
-    assert re.search(rf"^MLflow:\s+{re.escape(team_stack.mlflow_url)}$", up.stdout, re.M)
+    assert re.search(rf"^MLflow:\s+{re.escape(proxy.url)}$", up.stdout, re.M)
     client = docker.from_env()
     try:
         services = {
@@ -141,7 +180,8 @@ def test_a_member_joins_logs_as_themselves_on_the_shared_server_and_leaves(
     )  # fmt: skip
     assert trained.returncode == 0, trained.stderr[-2000:]
     run_id = re.search(r"^run ([0-9a-f]{32}) logged", trained.stdout, re.MULTILINE)[1]
-    assert f"{team_stack.mlflow_url}/#/experiments/" in trained.stdout, trained.stdout
+    # The link is on the proxy's URL: through TLS, with the CA the member's containers trust
+    assert f"{proxy.url}/#/experiments/" in trained.stdout, trained.stdout
     got = requests.get(
         f"{team_stack.mlflow_url}/api/2.0/mlflow/runs/get", params={"run_id": run_id},
         auth=team_stack.credentials, timeout=30,
@@ -166,6 +206,6 @@ def test_a_member_joins_logs_as_themselves_on_the_shared_server_and_leaves(
     again = make(member, "up")
     assert again.returncode == 0, again.stderr[-2000:]
     url = re.search(r"^MLflow:\s+(http\S+)$", again.stdout, re.MULTILINE)[1]
-    assert url != team_stack.mlflow_url
+    assert url != proxy.url
     found = requests.get(f"{url}/api/2.0/mlflow/runs/get", params={"run_id": local_run}, timeout=30)
     assert found.status_code == 200, found.text
