@@ -126,10 +126,11 @@ def service_for_swarm(name: str, service: dict[str, Any], registry: str) -> dict
 
 
 def secret_name(stack: str, key: str, value: str) -> str:
-    """The Swarm secret's name for .env's ``key`` holding ``value``: the stack, the key and the
-    first 12 hex digits of the value's SHA-256 (a changed value gets a new secret)."""
-    digest = hashlib.sha256(value.encode()).hexdigest()[:12]
-    return f"{stack}_{key.lower()}_{digest}"
+    """The Swarm secret's name for .env's ``key`` holding ``value``: the stack and the key (cut
+    to fit Swarm's 64 characters) and 12 hex digits of the SHA-256 of both key and value (a
+    changed value gets a new secret)."""
+    digest = hashlib.sha256(f"{key}={value}".encode()).hexdigest()[:12]
+    return f"{stack}_{key.lower()}"[: 64 - 13] + f"_{digest}"
 
 
 def move_secrets(
@@ -169,7 +170,9 @@ def move_secrets(
         if entrypoint is None:
             entrypoint = image.get("Entrypoint")
             command = command if command is not None else image.get("Cmd")
-        service["entrypoint"] = ["/bin/sh", "-c", SECRETS_ENV, "secrets-env", *(entrypoint or [])]
+        # $$: `docker stack deploy` interpolates the stack file, as compose does
+        wrapper = SECRETS_ENV.replace("$", "$$")
+        service["entrypoint"] = ["/bin/sh", "-c", wrapper, "secrets-env", *(entrypoint or [])]
         service["command"] = list(command or [])
         # The secret files are their reader's only (0400): the service's user, or the image's
         uid, _, gid = str(original.get("user") or image.get("User") or "0").partition(":")

@@ -74,11 +74,17 @@ def test_each_service_gets_only_the_secrets_it_used_readable_by_its_user():
     name = declared["env-MLFLOW_ADMIN_PASSWORD"]["name"]
     assert name.startswith("p-swarm_mlflow_admin_password_")
     assert name != swarm_stack.secret_name("p-swarm", "MLFLOW_ADMIN_PASSWORD", "other")
+    # Swarm's limit: 64 characters of [a-zA-Z0-9-_.], alphanumeric at both ends
+    long = swarm_stack.secret_name(
+        "mlstack-swarm-9b4c9e19-swarm", "MLFLOW_FLASK_SERVER_SECRET_KEY", "v"
+    )
+    assert len(long) <= 64 and long[0].isalnum() and long[-1].isalnum()
 
 
 def test_a_wrapped_service_starts_its_own_entrypoint_and_command():
     services = stack()["services"]
-    wrapper = ["/bin/sh", "-c", swarm_stack.SECRETS_ENV, "secrets-env"]
+    # Escaped for `docker stack deploy`'s interpolation ($$ is one $)
+    wrapper = ["/bin/sh", "-c", swarm_stack.SECRETS_ENV.replace("$", "$$"), "secrets-env"]
     assert services["jupyter"]["entrypoint"] == wrapper + ["/usr/bin/tini", "--"]
     assert services["jupyter"]["command"] == ["start-jupyter"]
     assert services["mlflow"]["entrypoint"] == wrapper + ["tini", "--"]
