@@ -135,7 +135,7 @@ def gpu_check(argv: Sequence[str] = ()) -> None:
         Failure: :func:`gpu_problem`'s line.
     """
     env = EnvFile.load()
-    files = os.environ.get("COMPOSE_FILE") or env.get("COMPOSE_FILE")
+    files = envfile.active_files()
     runtimes = output(["docker", "info", "--format", "{{json .Runtimes}}"])
     problem = gpu_problem(files, runtimes)
     if problem is None:
@@ -176,7 +176,7 @@ def up(argv: Sequence[str] = ()) -> None:
         Failure: a bad WORKERS, or a service not healthy in time (its logs shown above).
     """
     workers = workers_count(argv[0] if argv else "")
-    files = os.environ.get("COMPOSE_FILE") or EnvFile.load().get("COMPOSE_FILE")
+    files = envfile.active_files()
     member = modes.is_member(files)
     # A member's clone logs to the shared server: no local one (its volume stays)
     services = ["jupyter"] if member else ["mlflow", "jupyter"]
@@ -297,9 +297,11 @@ def space_line(volume: str, answer: str) -> Optional[str]:
 
 
 def store_space(team: bool) -> Optional[str]:
-    """The line on the active mode's artifact store (the object store's s3-data in team mode,
-    else mlflow-data): what it holds and what its disk has free; None when not answered."""
-    service, volume = ("s3", "s3-data") if team else ("mlflow", "mlflow-data")
+    """The line on the active mode's artifact store (:func:`stackctl.store.artifact_store`):
+    what it holds and what its disk has free; None when not answered."""
+    from stackctl.store import artifact_store
+
+    service, volume = artifact_store(team)
     return space_line(
         volume, output(["docker", "compose", "exec", "-T", service, "sh", "-c", SPACE]) or ""
     )
@@ -313,7 +315,7 @@ def urls(argv: Sequence[str] = ()) -> None:
         Failure: the mlflow service is not running.
     """
     env = EnvFile.load()
-    files = os.environ.get("COMPOSE_FILE") or env.get("COMPOSE_FILE")
+    files = envfile.active_files()
     # A member's clone: the shared server's URL, also in the run links jobs print
     mlflow_url = (modes.is_member(files) and env.get("MLSTACK_TEAM_URL")) or _url_of("mlflow", 5000)
     if not mlflow_url:

@@ -190,3 +190,9 @@ def complete(env: EnvFile, environ: Mapping[str, str], folder: str) -> List[str]
     for key, value in parse((ROOT / "env" / "images.env").read_text()).items():
         env.set(key, value)
     return said
+
+
+def active_files(environ: Mapping[str, str] = os.environ) -> str:
+    """The mode's compose files (COMPOSE_FILE) as every compose call sees them: the
+    environment's, else .env's (make's own exports win, as they do for compose)."""
+    return environ.get("COMPOSE_FILE") or EnvFile.load().get("COMPOSE_FILE")

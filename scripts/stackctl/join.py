@@ -17,7 +17,7 @@ import ssl
 import sys
 import urllib.error
 import urllib.request
-from typing import Optional, Sequence
+from typing import Sequence
 
 from stackctl import modes
 from stackctl.envfile import EnvFile
@@ -236,10 +236,3 @@ def write_ca_bundle(image: str) -> None:
             ) from None
     RUNTIME.mkdir(parents=True, exist_ok=True)
     (RUNTIME / CA_BUNDLE).write_text(store + "\n")
-
-
-def team_url(files: str, env: Optional[EnvFile] = None) -> Optional[str]:
-    """The shared tracking server's URL in member mode (COMPOSE_FILE ``files``), else None."""
-    if not modes.is_member(files):
-        return None
-    return (env or EnvFile.load()).get("MLSTACK_TEAM_URL") or None

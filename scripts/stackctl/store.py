@@ -25,6 +25,8 @@ TEAM_STORE = "/usr/local/lib/mlstack/team_store.py"
 DATABASES = ("mlflow", "mlflow_auth")
 # A team restore restores each database into <name>_incoming, then swaps: <name>_previous
 INCOMING, PREVIOUS = "_incoming", "_previous"
+# What a team restore that failed before its swap left
+KEPT = "the team store is as it was and the tracking server runs as before"
 
 
 def _team_store_mount() -> str:
@@ -221,12 +223,11 @@ class Store:
         except Failure as failure:
             self.drop_side_databases()
             self.start_again(running)
-            kept = "the team store is as it was and the tracking server runs as before"
             if not str(failure):
                 # The step's own error line is above; this one says what that left
-                say(f"restore: {kept}")
+                say(f"restore: {KEPT}")
                 raise
-            raise Failure(f"{failure}; {kept}", status=failure.status) from None
+            raise Failure(f"{failure}; {KEPT}", status=failure.status) from None
         swapped = self.psql(
             "BEGIN;\n"
             + "".join(
@@ -240,8 +241,7 @@ class Store:
             self.drop_side_databases()
             self.start_again(running)
             raise Failure(
-                "the restored databases could not replace the ones in use (psql above); the team "
-                "store is as it was and the tracking server runs as before"
+                f"the restored databases could not replace the ones in use (psql above); {KEPT}"
             )
         say("restore: databases swapped in")
         self.drop_side_databases()
@@ -455,6 +455,12 @@ def server_reason() -> str:
     return (errors or lines or ["it wrote no log"])[-1]
 
 
+def artifact_store(team: bool) -> tuple:
+    """(service, volume) holding the active mode's artifacts at /data: the object store's
+    s3-data in team mode, else the tracking server's mlflow-data."""
+    return ("s3", "s3-data") if team else ("mlflow", "mlflow-data")
+
+
 def used_bytes(service: str) -> int:
     """Bytes under /data in the running ``service``'s container (du)."""
     result = compose("exec", "-T", service, "du", "-sb", "/data", capture=True)
@@ -491,7 +497,7 @@ def gc() -> None:
             "the tracking server did not start, so nothing was collected (the backup above "
             f"stands): {server_reason()}; 'docker compose logs mlflow' shows more"
         )
-    service, volume = ("s3", "s3-data") if team else ("mlflow", "mlflow-data")
+    service, volume = artifact_store(team)
     before = used_bytes(service)
     compose("exec", "-T", "mlflow", "sh", "-ec", GC)
     if team:
