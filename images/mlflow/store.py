@@ -284,9 +284,50 @@ def credentials() -> int:
             ):
                 store.update_user(member, password=member_password, is_admin=False)
                 print(f"auth: user {member} set from .env (not an admin: {username} is)")
+            grant_ownerless(store, member)
     finally:
         store.engine.dispose()
     return 0
+
+
+def grant_ownerless(store, member: str) -> None:
+    """Give ``member`` MANAGE on every experiment and registered model of the backend store
+    (MLFLOW_BACKEND_STORE_URI) that no user has a permission on: what was logged before auth
+    was on, or migrated from the SQLite store, is the stack user's (with default_permission READ
+    it could no longer log runs there). A new store without tables is skipped."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    uri = os.environ.get("MLFLOW_BACKEND_STORE_URI", "")
+    if not uri:
+        return
+    engine = create_engine(uri)
+    try:
+        with engine.connect() as backend:
+            experiments = [
+                str(row[0])
+                for row in backend.execute(text("SELECT experiment_id FROM experiments"))
+            ]
+            models = [row[0] for row in backend.execute(text("SELECT name FROM registered_models"))]
+    except SQLAlchemyError:
+        return
+    finally:
+        engine.dispose()
+    with store.engine.connect() as auth:
+        owned = set(
+            auth.execute(text("SELECT resource_type, resource_pattern FROM role_permissions")).all()
+        )
+    granted = 0
+    for experiment in experiments:
+        if ("experiment", experiment) not in owned:
+            store.create_experiment_permission(experiment, member, "MANAGE")
+            granted += 1
+    for model in models:
+        if ("registered_model", model) not in owned:
+            store.create_registered_model_permission(model, member, "MANAGE")
+            granted += 1
+    if granted:
+        print(f"auth: {member} manages the {granted} experiments and models no user had")
 
 
 def backup(archive: Path) -> int:
