@@ -47,9 +47,14 @@ REF ?=
 # plain `docker compose` uses the same files until the mode is switched again
 GPU ?=
 TEAM ?=
-export GPU TEAM
+# SCHEDULE=1 turns on scheduled jobs (project/schedules.toml; the engine and its worker beside the
+# stack), SCHEDULE=0 off; remembered in .env as COMPOSE_PROFILES, like the mode
+SCHEDULE ?=
+export GPU TEAM SCHEDULE
+# The scheduled job to run now (make schedule-run JOB=nightly-train)
+JOB ?=
 
-.PHONY: FORCE help preflight preflight-env gpu-check up down build ps logs urls shell train serve backup restore destroy migrate-store test lint format clean lock bench docs test-quick init config hooks check smoke release gc join leave users user-add user-remove user-reset user-grant upgrade-check move-project push swarm-up swarm-down
+.PHONY: FORCE help preflight preflight-env gpu-check up down build ps logs urls shell train serve backup restore destroy migrate-store test lint format clean lock bench docs test-quick init config hooks check smoke release gc join leave schedules schedule-run users user-add user-remove user-reset user-grant upgrade-check move-project push swarm-up swarm-down
 
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_.-]+:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -70,7 +75,7 @@ preflight-env: preflight .env
 	@$(STACKCTL) env
 FORCE:
 
-up: preflight-env gpu-check build ## Build if needed, start MLflow and Jupyter (WORKERS=N: a Dask cluster too; TEAM=1: the team server), wait until healthy, print URLs
+up: preflight-env gpu-check build ## Build if needed, start MLflow and Jupyter (WORKERS=N: a Dask cluster too; TEAM=1: the team server; SCHEDULE=1: scheduled jobs), wait until healthy, print URLs
 	@$(STACKCTL) up "$(WORKERS)"
 
 # GPU mode only where Docker has the NVIDIA runtime: refused before any build or start
@@ -127,6 +132,12 @@ join: preflight-env ## Log to a team's shared tracking server as its member: URL
 
 leave: preflight-env ## Back from the shared tracking server to this clone's own (its runs as they were)
 	@$(STACKCTL) leave
+
+schedules: preflight-env ## List the scheduled jobs (SCHEDULE=1): schedule, next run, last run and its state
+	@$(STACKCTL) schedules
+
+schedule-run: preflight-env ## Run a scheduled job now and wait for its end (JOB=nightly-train)
+	@$(STACKCTL) schedule-run "$(JOB)"
 
 users: preflight-env ## List the tracking server's users (auth on: TEAM=1 or MLSTACK_MLFLOW_AUTH=true)
 	@$(STACKCTL) users

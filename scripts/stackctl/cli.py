@@ -186,6 +186,15 @@ def up(argv: Sequence[str] = ()) -> None:
 
         env = EnvFile.load()
         write_ca_bundle(f"{env.get('COMPOSE_PROJECT_NAME')}-bash:{env.get('MLSTACK_VERSION')}")
+    scheduled = envfile.scheduled()
+    if scheduled:
+        services += ["scheduler", "scheduler-worker"]
+    else:
+        # Scheduled jobs off: their engine and worker go (the engine's volume stays)
+        compose(
+            "--profile", modes.SCHEDULE_PROFILE, "rm", "--stop", "--force", "scheduler",
+            "scheduler-worker", check=False, quiet=True,
+        )  # fmt: skip
     options: List[str] = []
     if workers > 0:
         services += ["dask-scheduler", "dask-worker"]
@@ -225,11 +234,14 @@ def up(argv: Sequence[str] = ()) -> None:
         space = None if member else store_space(modes.is_team(files))
         if space:
             say(space)
+        if scheduled:
+            from stackctl import schedules
+
+            schedules.apply()
         return
     for service in services:
         ids = (
-            output(["docker", "compose", "--profile", "dask", "ps", "--all", "--quiet", service])
-            or ""
+            output(["docker", "compose", "--profile", "*", "ps", "--all", "--quiet", service]) or ""
         )
         if not ids.split():
             say(f"error: service {service} was not created; see the messages above", err=True)
@@ -270,7 +282,7 @@ def up(argv: Sequence[str] = ()) -> None:
 
 
 def _url_of(service: str, port: int) -> str:
-    address = output(["docker", "compose", "--profile", "dask", "port", service, str(port)])
+    address = output(["docker", "compose", "--profile", "*", "port", service, str(port)])
     return f"http://{address}" if address else ""
 
 
@@ -322,10 +334,13 @@ def urls(argv: Sequence[str] = ()) -> None:
         raise Failure("the mlflow service is not running; start the stack with 'make up'")
     jupyter = _url_of("jupyter", 8888)
     dask = _url_of("dask-scheduler", 8787)
+    scheduler = _url_of("scheduler", 4200)
     URLS_FILE.parent.mkdir(parents=True, exist_ok=True)
     lines = f"MLSTACK_MLFLOW_URL={mlflow_url}\n"
     if DASK_FILE.exists():
         DASK_FILE.unlink()
+    if scheduler:
+        lines += f"MLSTACK_SCHEDULER_URL={scheduler}\n"
     if dask:
         lines += f"MLSTACK_DASK_DASHBOARD_URL={dask}\n"
         DASK_FILE.write_text(dask_config(dask))
@@ -333,6 +348,11 @@ def urls(argv: Sequence[str] = ()) -> None:
     say(f"MLflow:  {mlflow_url}")
     token = EnvFile.load().get("JUPYTER_TOKEN")
     say("Jupyter: " + (f"{jupyter}/lab?token={token}" if jupyter else "not running (make up)"))
+    if scheduler:
+        say(
+            f"Schedules: {scheduler} (user admin, password MLSTACK_SCHEDULER_PASSWORD in .env; "
+            "make schedules lists the jobs)"
+        )
     if dask:
         running = (
             output(
@@ -564,6 +584,8 @@ COMMANDS: Dict[str, Callable[[Sequence[str]], None]] = {
     "user-remove": _lazy("users", "remove"),
     "user-reset": _lazy("users", "reset"),
     "user-grant": _lazy("users", "grant"),
+    "schedules": _lazy("schedules", "schedules"),
+    "schedule-run": _lazy("schedules", "run"),
     "swarm-up": _lazy("swarm", "up"),
     "swarm-down": _lazy("swarm", "down"),
     "init": project.init,

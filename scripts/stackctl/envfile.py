@@ -15,7 +15,7 @@ from stackctl.proc import ROOT
 
 # The secrets make generates and keeps only in .env: the Jupyter token, MLflow's admin password,
 # the password jupyter and bash log in with as MLSTACK_USER, the server's session key, the team
-# stack's database password and S3 keys
+# stack's database password and S3 keys, the scheduling engine's password (user admin)
 SECRETS = (
     "JUPYTER_TOKEN",
     "MLFLOW_ADMIN_PASSWORD",
@@ -24,9 +24,11 @@ SECRETS = (
     "POSTGRES_PASSWORD",
     "MLSTACK_S3_ACCESS_KEY",
     "MLSTACK_S3_SECRET_KEY",
+    "MLSTACK_SCHEDULER_PASSWORD",
 )
-# Secrets .env holds that the user gave (make join): never generated, masked like the others
-GIVEN_SECRETS = ("MLSTACK_TEAM_PASSWORD",)
+# Secrets .env holds that the user gave (make join; a failed job's notification URL, which
+# often holds a token): never generated, masked like the others
+GIVEN_SECRETS = ("MLSTACK_TEAM_PASSWORD", "MLSTACK_NOTIFY_URL")
 HEADER = "# Per-machine settings written by make (scripts/stackctl); documented in .env.example.\n"
 _LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 
@@ -139,7 +141,7 @@ def complete(env: EnvFile, environ: Mapping[str, str], folder: str) -> List[str]
         The lines to tell the user (stderr), in order.
 
     Raises:
-        Failure: ``TEAM`` or ``GPU`` is neither 1, 0 nor empty (status 2).
+        Failure: ``TEAM``, ``GPU`` or ``SCHEDULE`` is neither 1, 0 nor empty (status 2).
     """
     said: List[str] = []
     if not env.has("COMPOSE_PROJECT_NAME"):
@@ -177,6 +179,16 @@ def complete(env: EnvFile, environ: Mapping[str, str], folder: str) -> List[str]
             "docker compose uses it too"
         )
 
+    current = env.get("COMPOSE_PROFILES")
+    profiles = modes.profiles(current, environ.get("SCHEDULE", ""))
+    if profiles != current:
+        env.set("COMPOSE_PROFILES", profiles)
+        said.append(
+            "mode: scheduled jobs "
+            + ("on" if modes.is_scheduled(profiles) else "off")
+            + f"; COMPOSE_PROFILES={profiles} in .env, so plain docker compose uses it too"
+        )
+
     ca = environ.get("EXTRA_CA_CERTS", "")
     if ca and env.get("EXTRA_CA_CERTS") != ca:
         env.set("EXTRA_CA_CERTS", ca)
@@ -196,3 +208,10 @@ def active_files(environ: Mapping[str, str] = os.environ) -> str:
     """The mode's compose files (COMPOSE_FILE) as every compose call sees them: the
     environment's, else .env's (make's own exports win, as they do for compose)."""
     return environ.get("COMPOSE_FILE") or EnvFile.load().get("COMPOSE_FILE")
+
+
+def scheduled(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the scheduled jobs are on (COMPOSE_PROFILES: the environment's, else .env's)."""
+    return modes.is_scheduled(
+        environ.get("COMPOSE_PROFILES") or EnvFile.load().get("COMPOSE_PROFILES")
+    )

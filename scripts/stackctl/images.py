@@ -17,7 +17,8 @@ from stackctl import envfile, modes
 from stackctl.proc import ROOT, Failure, output, run, say
 
 # Each image and its parents: () is the Debian BASE_IMAGE; ``project`` is the project's own
-# images, one on jupyter and one on bash
+# images, one on jupyter and one on bash (and, when scheduler is built too, the project's
+# scheduler worker: its bash image with the scheduler's engine client)
 CHAIN: Dict[str, Tuple[str, ...]] = {
     "base": (),
     "science": ("base",),
@@ -29,12 +30,14 @@ CHAIN: Dict[str, Tuple[str, ...]] = {
     "project": ("jupyter", "bash"),
     "registry": ("base",),
     "gateway": ("base",),
+    "scheduler": ("base",),
 }
 # The stack's shared images, the team stack's, the swarm's helpers
 GROUPS: Dict[str, Tuple[str, ...]] = {
     "stack": ("base", "science", "mlflow", "jupyter", "bash"),
     "team": ("postgres", "s3"),
     "swarm": ("registry", "gateway"),
+    "schedule": ("scheduler",),
 }
 PROJECT_SERVICES = ("jupyter", "bash")
 
@@ -78,13 +81,15 @@ def levels() -> List[List[str]]:
     return order
 
 
-def wanted(names: Sequence[str], compose_files: str) -> List[str]:
+def wanted(names: Sequence[str], compose_files: str, scheduled: bool = False) -> List[str]:
     """The images to build for a request, with every ancestor, in CHAIN's order.
 
     Args:
         names: image names; none: the stack's and the project's (and the team's when
-            ``compose_files`` includes the team mode); ``["all"]``: every group's.
+            ``compose_files`` includes the team mode, the scheduler when ``scheduled``);
+            ``["all"]``: every group's.
         compose_files: the mode's COMPOSE_FILE value.
+        scheduled: whether the scheduled jobs are on (COMPOSE_PROFILES).
 
     Raises:
         Failure: an unknown name (status 2), listing the known ones.
@@ -93,8 +98,10 @@ def wanted(names: Sequence[str], compose_files: str) -> List[str]:
         names = [*GROUPS["stack"], "project"]
         if modes.is_team(compose_files):
             names += GROUPS["team"]
+        if scheduled:
+            names += GROUPS["schedule"]
     elif list(names) == ["all"]:
-        names = [*GROUPS["stack"], *GROUPS["team"], *GROUPS["swarm"]]
+        names = [*GROUPS["stack"], *GROUPS["team"], *GROUPS["swarm"], *GROUPS["schedule"]]
     chosen = set()
 
     def mark(name: str) -> None:
@@ -178,7 +185,16 @@ def build_one(
         Failure: the build failed; its log's tail is shown above the line.
     """
     start = time.monotonic()
-    if service:
+    worker = service == "scheduler"
+    if worker:
+        # The project's runner with the engine's venv copied in (images/scheduler/worker.Dockerfile)
+        parent = f"{project}-bash:{settings['MLSTACK_VERSION']}"
+        image = f"{project}-scheduler:{settings['MLSTACK_VERSION']}"
+        dockerfile = "images/scheduler/worker.Dockerfile"
+        inputs = ["images/scheduler", "images/project", "project/requirements.txt"]
+        extra = ["--label", f"mlstack.project={project}"]
+        extra += ["--build-arg", f"SCHEDULER_IMAGE={envfile.stack_image('scheduler', settings)}"]
+    elif service:
         parent = envfile.stack_image(service, settings)
         image = f"{project}-{service}:{settings['MLSTACK_VERSION']}"
         dockerfile = "images/project/Dockerfile"
@@ -317,7 +333,7 @@ def build(names: Sequence[str], environ: Mapping[str, str]) -> None:
     env = envfile.EnvFile.load()
     settings = envfile.image_settings(environ)
     compose_files = environ.get("COMPOSE_FILE") or env.get("COMPOSE_FILE")
-    chosen = wanted(names, compose_files)
+    chosen = wanted(names, compose_files, envfile.scheduled(environ))
     project = environ.get("COMPOSE_PROJECT_NAME") or env.get("COMPOSE_PROJECT_NAME")
     if "project" in chosen and not project:
         raise Failure(
@@ -359,6 +375,9 @@ def build(names: Sequence[str], environ: Mapping[str, str]) -> None:
                 thread.join()
             if failures:
                 raise failures[0]
+        # Last, on the project's runner image: the project's scheduler worker
+        if "scheduler" in chosen and "project" in chosen:
+            build_one("project", settings, project, origin, "scheduler")
 
 
 def host_user(env: "envfile.EnvFile") -> List[str]:

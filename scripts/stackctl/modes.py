@@ -1,6 +1,9 @@
 """The mode: which compose files every compose call merges (``COMPOSE_FILE`` in .env):
 compose.yaml, then compose.gpu.yaml for GPUs (``GPU=1``), then compose.team.yaml for the team
-tracking server (``TEAM=1``). ``GPU=0``/``TEAM=0`` take a file away; empty keeps it as it is."""
+tracking server (``TEAM=1``). ``GPU=0``/``TEAM=0`` take a file away; empty keeps it as it is.
+Scheduled jobs (``SCHEDULE=1``) are a compose profile instead, remembered as
+``COMPOSE_PROFILES`` in .env: their services sit in compose.yaml, where the team file can
+change them."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ GPU_FILE = "compose.gpu.yaml"
 TEAM_FILE = "compose.team.yaml"
 # A member's clone on a team's shared tracking server (make join / make leave)
 MEMBER_FILE = "compose.member.yaml"
+# The profile of the scheduling engine and its worker (compose.yaml)
+SCHEDULE_PROFILE = "schedule"
 
 
 def switch(files: List[str], flag: str, file: str, name: str) -> List[str]:
@@ -76,3 +81,19 @@ def describe(files: str) -> str:
     if is_team(files):
         return "the team tracking server (PostgreSQL backend store, S3 artifact store, auth on)"
     return "the SQLite tracking server (mlflow-data volume); the team store's volumes are kept"
+
+
+def profiles(current: str, schedule: str) -> str:
+    """The COMPOSE_PROFILES value for the switch ``schedule`` ('1', '0' or '') applied to
+    ``current`` (a ``,``-separated list).
+
+    Raises:
+        Failure: the switch is neither 1, 0 nor empty (status 2).
+    """
+    names = [each for each in current.split(",") if each]
+    return ",".join(switch(names, schedule, SCHEDULE_PROFILE, "SCHEDULE"))
+
+
+def is_scheduled(profiles_value: str) -> bool:
+    """Whether a COMPOSE_PROFILES value turns the scheduled jobs on."""
+    return SCHEDULE_PROFILE in profiles_value.split(",")

@@ -24,6 +24,7 @@ PUBLISHED = (
     Published("MLSTACK_MLFLOW_PORT", "mlflow", 5000, "MLflow"),
     Published("MLSTACK_JUPYTER_PORT", "jupyter", 8888, "Jupyter"),
     Published("MLSTACK_DASK_DASHBOARD_PORT", "dask-scheduler", 8787, "the Dask dashboard"),
+    Published("MLSTACK_SCHEDULER_PORT", "scheduler", 4200, "the scheduler's UI"),
 )
 
 

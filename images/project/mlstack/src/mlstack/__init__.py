@@ -7,7 +7,8 @@ while the project's own package (``src/``) keeps only its data, features and mod
 - :func:`start_run`, :func:`log_dataset`, :func:`log_sklearn_model`, :func:`log_candidates`,
   :func:`open_line`: MLflow runs as the stack's jobs log them (:mod:`mlstack.tracking`).
 - :func:`evaluate_classifier`, :func:`compare_with_baseline`, :func:`timed`: evaluation, the
-  baseline gate, timings (:mod:`mlstack.evaluation`).
+  baseline gate, timings; :func:`registered_version`, :func:`alias_version`,
+  :func:`set_alias`: model versions and their aliases (:mod:`mlstack.evaluation`).
 - :mod:`mlstack.cluster`: the Dask cluster of `make up WORKERS=N`.
 - :mod:`mlstack.monitoring`, :mod:`mlstack.serving`, :mod:`mlstack.release`: a released
   model's image, its server and the drift in what it served.
@@ -16,7 +17,16 @@ while the project's own package (``src/``) keeps only its data, features and mod
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .evaluation import GATE_METRIC, compare_with_baseline, evaluate_classifier, timed
+from .evaluation import (
+    GATE_METRIC,
+    ModelVersion,
+    alias_version,
+    compare_with_baseline,
+    evaluate_classifier,
+    registered_version,
+    set_alias,
+    timed,
+)
 from .jobs import CommaList, experiment_option, job, logger, run_name_option
 from .settings import JobError, load_settings, number_setting, setting
 from .tracking import (
@@ -40,6 +50,8 @@ __all__ = [
     "GATE_METRIC",
     "CommaList",
     "JobError",
+    "ModelVersion",
+    "alias_version",
     "compare_with_baseline",
     "evaluate_classifier",
     "experiment_option",
@@ -53,7 +65,9 @@ __all__ = [
     "model_run_params",
     "number_setting",
     "open_line",
+    "registered_version",
     "run_name_option",
+    "set_alias",
     "setting",
     "start_run",
     "timed",

@@ -86,3 +86,70 @@ def timed(metric: str) -> Iterator[None]:
     started = time.monotonic()
     yield
     mlflow.log_metric(metric, time.monotonic() - started)
+
+
+@dataclass
+class ModelVersion:
+    """A registered model version: the registered model's ``name`` and its ``version``."""
+
+    name: str
+    version: str
+
+    @property
+    def uri(self) -> str:
+        """``models:/<name>/<version>``."""
+        return f"models:/{self.name}/{self.version}"
+
+
+def registered_version(model_uri: str) -> ModelVersion:
+    """The registered model version ``model_uri`` names: ``models:/<name>/<version>``,
+    ``models:/<name>/latest`` (its highest version) or ``models:/<name>@<alias>``.
+
+    Raises:
+        JobError: another kind of URI, or no such model, version or alias (one line).
+    """
+    import re
+
+    from mlflow.tracking import MlflowClient
+
+    from .settings import JobError
+
+    found = re.match(r"^models:/(?P<name>[^/@]+)(/(?P<version>\d+|latest)|@(?P<alias>[\w-]+))$",
+                     model_uri)  # fmt: skip
+    if not found:
+        raise JobError(
+            f"{model_uri} is not a registered model version (models:/<name>/<version>, "
+            "models:/<name>/latest or models:/<name>@<alias>)"
+        )
+    name, client = found["name"], MlflowClient()
+    with failure(f"no registered model version {model_uri}"):
+        if found["alias"]:
+            return ModelVersion(
+                name, client.get_model_version_by_alias(name, found["alias"]).version
+            )
+        if found["version"] == "latest":
+            versions = client.search_model_versions(f"name = '{name}'")
+            if not versions:
+                raise JobError(f"the registered model {name} has no version")
+            return ModelVersion(name, str(max(int(each.version) for each in versions)))
+        return ModelVersion(name, client.get_model_version(name, found["version"]).version)
+
+
+def alias_version(name: str, alias: str) -> ModelVersion | None:
+    """The version of registered model ``name`` behind ``alias``; None when the alias is not
+    set (the first candidate of a project)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        return ModelVersion(name, MlflowClient().get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def set_alias(version: ModelVersion, alias: str) -> None:
+    """Point ``alias`` of the registered model at ``version`` (MLflow moves it from any other
+    version)."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient().set_registered_model_alias(version.name, alias, version.version)
