@@ -33,6 +33,7 @@ from bench.measure import (
 )
 from bench.release import ReleaseResults, release_breakdown, release_rows, run_release
 from bench.report import document, rows, table_markdown
+from bench.schedule import ScheduleResults, run_schedule, schedule_rows
 from bench.team import TeamResults, run_team, team_breakdown, team_rows
 from bench.workspace import BenchError, Workspace, log
 from tests.helpers import REPO_ROOT
@@ -49,6 +50,7 @@ PARTS = {
     "team": (13,),
     "loop": (14,),
     "release": (15, 16, 17, 18),
+    "schedule": (19, 20),
 }
 FIGURES = sorted(number for numbers in PARTS.values() for number in numbers)
 
@@ -106,6 +108,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--team-batches", type=int, default=10, help="figure 13: log_batch calls per probe"
+    )
+    parser.add_argument(
+        "--schedule-runs", type=int, default=3, help="figure 20: scheduled runs (one a minute)"
     )
     parser.add_argument(
         "--output",
@@ -181,6 +186,7 @@ def main(argv: list[str]) -> int:
     results = Results()
     team = TeamResults()
     release = ReleaseResults()
+    schedule = ScheduleResults()
     started = time.perf_counter()
     load_before = os.getloadavg()
     workspace = Workspace.create(client)
@@ -243,6 +249,8 @@ def main(argv: list[str]) -> int:
                 # A figure that fails is reported, the run goes on (as _measure does)
                 release.error = str(error).splitlines()[0]
                 log(f"  failed: {release.error}")
+        if start("schedule"):
+            run_schedule(workspace, schedule, args.schedule_runs, args.idle_seconds)
     except BenchError as error:
         log(f"error: {error}")
         return 1
@@ -267,6 +275,7 @@ def main(argv: list[str]) -> int:
         f"{args.team_batches} `log_batch` calls per tracking store, alternating",
         "loop": f"one loop of {args.loop_values:,} values per way of logging",
         "release": "a model released and served both ways, loads bounded in count and time",
+        "schedule": f"{args.schedule_runs} runs of an every-minute job and as many by hand",
     }
     settings = (
         f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on commit "
@@ -283,6 +292,7 @@ def main(argv: list[str]) -> int:
     )
     table = rows(results, args.figures) + (team_rows(team) if "team" in args.parts else [])
     table += release_rows(release) if "release" in args.parts else []
+    table += schedule_rows(schedule) if "schedule" in args.parts else []
     mark_loaded(table, loads)
     text = document(results, machine_info, settings, args.figures)
     text = text.replace(table_markdown(rows(results, args.figures)), table_markdown(table))
@@ -290,6 +300,8 @@ def main(argv: list[str]) -> int:
         text += team_breakdown(team) + "\n"
     if "release" in args.parts:
         text += release_breakdown(release) + "\n"
+    if "schedule" in args.parts and schedule.error:
+        text += f"- Figures 19-20 failed: {schedule.error}\n"
     args.output.write_text(text)
     print(f"\nmlstack benchmark ({', '.join(f'{k} {v}' for k, v in machine_info.items())})\n")
     print(table_markdown(table))

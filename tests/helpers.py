@@ -39,6 +39,8 @@ PROJECT_SERVICES = ("jupyter", "bash")
 SWARM_IMAGE_NAMES = image_group("swarm")
 # The team stack's images (compose.team.yaml, make up TEAM=1), on base: built only when used
 TEAM_IMAGE_NAMES = image_group("team")
+# The scheduling engine's image (make up SCHEDULE=1), on base: built only when used
+SCHEDULE_IMAGE_NAMES = image_group("schedule")
 
 
 def run(

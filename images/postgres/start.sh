@@ -5,6 +5,8 @@
 # then renames it into place: a start cut short leaves no half-made data directory behind. On
 # every later start the role's password is set again from POSTGRES_PASSWORD, in PostgreSQL's
 # single-user mode (no connection can be made meanwhile), so a regenerated .env reaches the data.
+# With MLSTACK_SCHEDULER_DB_PASSWORD set (the scheduled jobs in team mode), the scheduling engine's
+# role `scheduler` is made or given that password the same way; it may create its own database.
 set -euo pipefail
 
 if [ -z "${POSTGRES_PASSWORD:-}" ]; then
@@ -39,5 +41,10 @@ else
   # Through stdin, not a command line; quotes doubled as SQL wants
   printf "ALTER ROLE mlflow PASSWORD '%s'\n" "${POSTGRES_PASSWORD//\'/\'\'}" |
     postgres --single -D "$PGDATA" postgres >/dev/null
+fi
+if [ -n "${MLSTACK_SCHEDULER_DB_PASSWORD:-}" ]; then
+  # One line: single-user mode runs each line as a statement
+  printf "DO \$\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'scheduler') THEN CREATE ROLE scheduler LOGIN CREATEDB; END IF; END\$\$;\nALTER ROLE scheduler PASSWORD '%s'\n" \
+    "${MLSTACK_SCHEDULER_DB_PASSWORD//\'/\'\'}" | postgres --single -D "$PGDATA" postgres >/dev/null
 fi
 exec postgres -D "$PGDATA" -c listen_addresses='*'

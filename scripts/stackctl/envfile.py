@@ -15,7 +15,8 @@ from stackctl.proc import ROOT
 
 # The secrets make generates and keeps only in .env: the Jupyter token, MLflow's admin password,
 # the password jupyter and bash log in with as MLSTACK_USER, the server's session key, the team
-# stack's database password and S3 keys, the scheduling engine's password (user admin)
+# stack's database password and S3 keys, the scheduling engine's password (user admin) and, in
+# team mode, its database role's
 SECRETS = (
     "JUPYTER_TOKEN",
     "MLFLOW_ADMIN_PASSWORD",
@@ -25,6 +26,7 @@ SECRETS = (
     "MLSTACK_S3_ACCESS_KEY",
     "MLSTACK_S3_SECRET_KEY",
     "MLSTACK_SCHEDULER_PASSWORD",
+    "MLSTACK_SCHEDULER_DB_PASSWORD",
 )
 # Secrets .env holds that the user gave (make join; a failed job's notification URL, which
 # often holds a token): never generated, masked like the others

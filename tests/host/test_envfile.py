@@ -98,7 +98,6 @@ def test_a_mode_switch_is_written_and_said(tmp_path):
     assert said[-1].startswith("mode: the team tracking server")
     env.save()
     env, said = completed(tmp_path, (tmp_path / ".env").read_text(), TEAM="0")
-    assert env.get("COMPOSE_FILE") == "compose.yaml"
     assert said[-1].startswith("mode: the SQLite tracking server")
 
 
@@ -122,3 +121,24 @@ def test_saving_makes_the_file_readable_by_its_owner_only(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_text() == "A=1\nB=2\n"
     assert not (tmp_path / ".env.partial").exists()
+
+
+def test_scheduled_jobs_are_a_profile_remembered_and_said_and_a_bad_switch_refused(tmp_path):
+    env, said = completed(tmp_path, SCHEDULE="1")
+    assert env.get("COMPOSE_PROFILES") == "schedule"
+    assert said[-1].startswith("mode: scheduled jobs on; COMPOSE_PROFILES=schedule in .env")
+    env.save()
+    env, said = completed(tmp_path, (tmp_path / ".env").read_text(), TEAM="1")
+    assert env.get("COMPOSE_PROFILES") == "schedule", "another switch keeps the jobs on"
+    env.save()
+    env, said = completed(tmp_path, (tmp_path / ".env").read_text(), SCHEDULE="0")
+    assert env.get("COMPOSE_PROFILES") == "" and said[-1].startswith("mode: scheduled jobs off")
+    with pytest.raises(Failure) as refused:
+        completed(tmp_path, "A=1\n", SCHEDULE="yes")
+    assert "(make up SCHEDULE=1, make up SCHEDULE=0), not 'yes'" in str(refused.value)
+    assert (tmp_path / ".env").read_text() == "A=1\n"
+
+
+def test_the_schedulers_password_is_a_generated_secret_and_the_notify_url_masked():
+    assert "MLSTACK_SCHEDULER_PASSWORD" in SECRETS
+    assert "MLSTACK_NOTIFY_URL" in envfile.GIVEN_SECRETS

@@ -27,6 +27,12 @@ def test_by_default_the_stack_and_the_project_build_and_the_team_only_in_team_mo
     }
 
 
+def test_the_scheduler_builds_only_with_the_scheduled_jobs_on():
+    assert "scheduler" not in images.wanted([], "compose.yaml")
+    assert images.wanted([], "compose.yaml", scheduled=True)[-1] == "scheduler"
+    assert "scheduler" in images.wanted(["all"], "")
+
+
 def test_an_image_brings_its_ancestors_and_all_means_every_group():
     assert images.wanted(["mlflow"], "") == ["base", "science", "mlflow"]
     assert images.wanted(["gateway"], "") == ["base", "gateway"]
@@ -40,13 +46,13 @@ def test_an_unknown_image_is_refused_with_the_known_ones():
     assert refused.value.status == 2
     assert str(refused.value) == (
         "unknown image 'scipy'; known images: base science mlflow jupyter bash postgres s3 "
-        "project registry gateway"
+        "project registry gateway scheduler"
     )
 
 
 def test_groups_are_listed_and_an_unknown_one_refused():
     assert images.group("team") == ("postgres", "s3")
-    with pytest.raises(Failure, match="^no image group 'gpu'; groups: stack team swarm$"):
+    with pytest.raises(Failure, match="^no image group 'gpu'; groups: stack team swarm schedule$"):
         images.group("gpu")
 
 

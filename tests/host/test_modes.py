@@ -40,3 +40,16 @@ def test_a_switch_other_than_1_or_0_is_refused_naming_it(gpu, team, name):
 def test_team_mode_is_read_from_the_file_list():
     assert is_team("compose.yaml:compose.team.yaml") and not is_team("compose.yaml")
     assert describe("compose.yaml").startswith("the SQLite tracking server")
+
+
+@pytest.mark.parametrize(
+    "current, switch, profiles",
+    [("", "1", "schedule"), ("schedule", "", "schedule"), ("schedule", "0", ""),
+     ("mine,schedule", "0", "mine"), ("mine", "1", "mine,schedule")],
+)  # fmt: skip
+def test_the_schedule_switch_adds_and_removes_its_profile(current, switch, profiles):
+    from stackctl.modes import is_scheduled
+    from stackctl.modes import profiles as switched
+
+    assert switched(current, switch) == profiles
+    assert is_scheduled(profiles) == ("schedule" in profiles.split(","))

@@ -29,14 +29,14 @@ def nobody(service: str, port: int) -> None:
 
 def test_each_service_without_a_port_gets_one_without_checking(tmp_path):
     env = env_with(tmp_path)
-    said = ports.assign(env, {}, check=False, owner=nobody, pick=picker(5001, 5002, 5003))
-    assert [env.get(key) for key in KEYS] == ["5001", "5002", "5003"] and said == []
+    said = ports.assign(env, {}, check=False, owner=nobody, pick=picker(5001, 5002, 5003, 5004))
+    assert [env.get(key) for key in KEYS] == ["5001", "5002", "5003", "5004"] and said == []
 
 
 def test_a_remembered_free_port_is_kept(tmp_path):
     env = env_with(tmp_path, **dict.fromkeys(KEYS, "6000"))
     said = ports.assign(env, {}, check=True, owner=nobody, is_free=lambda port: True, pick=None)
-    assert [env.get(key) for key in KEYS] == ["6000"] * 3 and said == []
+    assert [env.get(key) for key in KEYS] == ["6000"] * len(KEYS) and said == []
 
 
 def test_a_port_held_by_the_service_itself_is_kept(tmp_path):
@@ -45,8 +45,14 @@ def test_a_port_held_by_the_service_itself_is_kept(tmp_path):
         MLSTACK_MLFLOW_PORT="6001",
         MLSTACK_JUPYTER_PORT="6002",
         MLSTACK_DASK_DASHBOARD_PORT="6003",
+        MLSTACK_SCHEDULER_PORT="6004",
     )
-    ours = {"mlflow": "127.0.0.1:6001", "jupyter": "127.0.0.1:6002", "dask-scheduler": None}
+    ours = {
+        "mlflow": "127.0.0.1:6001",
+        "jupyter": "127.0.0.1:6002",
+        "dask-scheduler": None,
+        "scheduler": "127.0.0.1:6004",
+    }
     said = ports.assign(
         env,
         {},
@@ -70,7 +76,7 @@ def test_a_port_another_program_holds_moves_with_one_line(tmp_path):
             {},
             check=True,
             owner=nobody,
-            pick=picker(7001, 7002),
+            pick=picker(7001, 7002, 7003),
             is_free=lambda port: port == 7000,
         )
     assert env.get("MLSTACK_MLFLOW_PORT") == "7001" and env.get("MLSTACK_JUPYTER_PORT") == "7000"
@@ -78,18 +84,20 @@ def test_a_port_another_program_holds_moves_with_one_line(tmp_path):
         f"ports: 127.0.0.1:{taken} is taken by another program; MLflow now uses "
         "127.0.0.1:7001 (MLSTACK_MLFLOW_PORT in .env)"
     )
-    assert len(said) == 2
+    assert len(said) == 3
 
 
 def test_only_missing_ports_are_given_without_check(tmp_path):
     env = env_with(tmp_path, MLSTACK_MLFLOW_PORT="1")
-    ports.assign(env, {}, check=False, owner=nobody, pick=picker(2, 3), is_free=lambda port: False)
+    ports.assign(
+        env, {}, check=False, owner=nobody, pick=picker(2, 3, 4), is_free=lambda port: False
+    )
     assert env.get("MLSTACK_MLFLOW_PORT") == "1"
 
 
 def test_a_port_set_in_the_environment_is_left_alone_even_empty(tmp_path):
     env = env_with(tmp_path)
-    ports.assign(env, {"MLSTACK_MLFLOW_PORT": ""}, check=True, owner=nobody, pick=picker(1, 2))
+    ports.assign(env, {"MLSTACK_MLFLOW_PORT": ""}, check=True, owner=nobody, pick=picker(1, 2, 3))
     assert env.get("MLSTACK_MLFLOW_PORT") == "" and env.get("MLSTACK_JUPYTER_PORT") == "1"
 
 

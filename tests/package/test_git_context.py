@@ -38,3 +38,21 @@ def test_no_repository_gives_no_tags(tmp_path):
     assert git_tags(str(tmp_path)) == {}
     (tmp_path / "HEAD").write_text("garbage\n")
     assert git_tags(str(tmp_path)) == {}
+
+
+def test_a_scheduled_jobs_runs_carry_its_name_time_and_engine_run(monkeypatch):
+    from mlstack import schedule_context
+
+    for name in schedule_context.TAGS.values():
+        monkeypatch.delenv(name, raising=False)
+    assert not schedule_context.ScheduledJobContext().in_context()
+    monkeypatch.setenv("MLSTACK_SCHEDULE_JOB", "nightly-train")
+    monkeypatch.setenv("MLSTACK_SCHEDULED_TIME", "2026-12-07T02:00:00+00:00")
+    monkeypatch.setenv("MLSTACK_SCHEDULE_RUN_ID", "0b4bbd35")
+    context = schedule_context.ScheduledJobContext()
+    assert context.in_context()
+    assert context.tags() == {
+        "mlstack.schedule.job": "nightly-train",
+        "mlstack.schedule.scheduled_time": "2026-12-07T02:00:00+00:00",
+        "mlstack.schedule.run_id": "0b4bbd35",
+    }

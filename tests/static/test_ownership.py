@@ -32,6 +32,8 @@ PROJECT_INTERFACE = {
     "project/tests",
     "project/pyproject.toml",
     "project/.mlstack",
+    # The scheduled jobs (make up SCHEDULE=1): the project's, read by the scheduler's worker
+    "project/schedules.toml",
 }
 # make init and make move-project, which make and move a project's files
 PROJECT_TOOL = "scripts/stackctl/project.py"

@@ -16,6 +16,7 @@ from dotenv import dotenv_values
 from tests.helpers import (
     REPO_ROOT,
     IMAGE_NAMES,
+    SCHEDULE_IMAGE_NAMES,
     SWARM_IMAGE_NAMES,
     TEAM_IMAGE_NAMES,
     image_settings,
@@ -57,12 +58,13 @@ def test_every_image_has_a_dockerfile():
     # The stack's shared images, the team stack's, images/project for each project's own, the
     # swarm's helpers, a released model's (make release)
     expected = [*IMAGE_NAMES, *TEAM_IMAGE_NAMES, "project", "release", *SWARM_IMAGE_NAMES]
+    expected += SCHEDULE_IMAGE_NAMES
     assert sorted(p.parent.name for p in DOCKERFILES) == sorted(expected)
 
 
 @pytest.mark.parametrize(
     "dockerfile",
-    [*DOCKERFILES, *REPO_ROOT.glob("bench/*.Dockerfile")],
+    [*DOCKERFILES, *REPO_ROOT.glob("bench/*.Dockerfile"), *REPO_ROOT.glob("images/*/*.Dockerfile")],
     ids=lambda p: str(p.relative_to(REPO_ROOT)),
 )
 def test_dockerfile_passes_hadolint(dockerfile: Path):

@@ -5,6 +5,7 @@ address and credentials and sees the project folder):
   the engine's jobs match it; a bad entry: one ``error:`` line naming it, exit 1, nothing changed.
 - ``list``: each job, its schedule, next run, last run and that run's state.
 - ``run JOB``: run a job now and wait for its end; exit 1 unless it completed.
+- ``serve``: the engine itself (the scheduler image's command, :mod:`.serve`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ PROJECT = Path("/project")
 def main(argv: list[str]) -> int:
     """The command ``argv[0]`` with its arguments; the exit status."""
     command, rest = (argv[0], argv[1:]) if argv else ("", [])
+    if command == "serve":
+        from mlstack_schedules.serve import main as serve
+
+        serve()
     if command == "check" or command == "apply":
         file = Path(rest[0]) if rest else PROJECT / "schedules.toml"
         try:

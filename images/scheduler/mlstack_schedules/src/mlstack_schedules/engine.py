@@ -102,6 +102,16 @@ def _when(moment: datetime.datetime | None, timezone: str) -> str:
     return moment.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M %Z")
 
 
+def next_time(cron: str, timezone: str) -> datetime.datetime:
+    """The next time of a cron schedule, as the engine computes it (before its scheduler
+    service has made the run, seconds after a job is added)."""
+    import asyncio
+
+    from prefect.server.schemas.schedules import CronSchedule
+
+    return asyncio.run(CronSchedule(cron=cron, timezone=timezone).get_dates(n=1))[0]
+
+
 def rows() -> list[Row]:
     """Each job with its schedule, next run, last run and that run's state."""
     from prefect import get_client
@@ -150,8 +160,15 @@ def rows() -> list[Row]:
                     + (" (paused)" if paused else ""),
                     next_run=(
                         "-"
-                        if paused or not upcoming
-                        else _when(upcoming[0].expected_start_time, timezone)
+                        if paused or schedule is None
+                        else _when(
+                            (
+                                upcoming[0].expected_start_time
+                                if upcoming
+                                else next_time(schedule.cron, timezone)
+                            ),
+                            timezone,
+                        )
                     ),
                     last_run=(
                         _when(last.start_time or last.expected_start_time, timezone)

@@ -1,0 +1,48 @@
+"""Scheduled jobs in team mode: the engine keeps its state in the team's PostgreSQL (its own role
+and database), refuses requests without credentials, and keeps the jobs across make down and
+make up. Run on the shared team stack, which it leaves with the scheduled jobs off again."""
+
+from __future__ import annotations
+
+import requests
+
+from tests.team.helpers import TeamStack
+
+
+def test_in_team_mode_the_engines_state_is_in_postgresql_behind_a_login(team_stack: TeamStack):
+    try:
+        started = team_stack.make("up", "SCHEDULE=1")
+        assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
+        assert "schedules: added nightly-train " in started.stdout
+        settings = team_stack.settings()
+        api = f"http://127.0.0.1:{settings['MLSTACK_SCHEDULER_PORT']}/api"
+        login = ("admin", settings["MLSTACK_SCHEDULER_PASSWORD"])
+        assert requests.post(f"{api}/deployments/filter", json={}, timeout=10).status_code == 401
+        names = lambda: sorted(  # noqa: E731
+            each["name"]
+            for each in requests.post(
+                f"{api}/deployments/filter", json={}, auth=login, timeout=10
+            ).json()
+        )
+        jobs = names()
+        assert jobs == ["hourly-drift", "morning-predictions", "nightly-train"]
+        # The jobs are rows of the engine's own database on the team's PostgreSQL
+        rows = team_stack.psql("SELECT name FROM deployment ORDER BY name", database="scheduler")
+        assert [row[0] for row in rows] == jobs
+        owner = team_stack.psql(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'scheduler'"
+        )
+        assert owner == [["scheduler"]]
+        # Only PostgreSQL and the engine hold the role's password; jobs and notebooks do not
+        secret = settings["MLSTACK_SCHEDULER_DB_PASSWORD"]
+        for service in ("scheduler-worker", "jupyter", "mlflow"):
+            held = team_stack.container(service).attrs["Config"]["Env"]
+            assert not [each for each in held if secret in each], service
+        assert team_stack.make("down").returncode == 0
+        again = team_stack.make("up")
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert "schedules: added" not in again.stdout and names() == jobs
+    finally:
+        off = team_stack.make("up", "SCHEDULE=0")
+        assert off.returncode == 0, off.stderr[-2000:]
+    assert not team_stack.compose("ps", "--quiet", "scheduler").stdout.strip()
