@@ -49,7 +49,7 @@ def _api(ws: Workspace, path: str, body: dict) -> list[dict]:
     answer = requests.post(
         f"http://127.0.0.1:{env_value(ws, 'MLSTACK_SCHEDULER_PORT')}/api/{path}",
         json=body,
-        auth=("admin", env_value(ws, "MLSTACK_SCHEDULER_PASSWORD")),
+        auth=tuple(env_value(ws, "MLSTACK_SCHEDULER_AUTH").split(":", 1)),
         timeout=30,
     )
     answer.raise_for_status()

@@ -350,7 +350,7 @@ def urls(argv: Sequence[str] = ()) -> None:
     say("Jupyter: " + (f"{jupyter}/lab?token={token}" if jupyter else "not running (make up)"))
     if scheduler:
         say(
-            f"Schedules: {scheduler} (user admin, password MLSTACK_SCHEDULER_PASSWORD in .env; "
+            f"Schedules: {scheduler} (its login: MLSTACK_SCHEDULER_AUTH in .env, admin:...; "
             "make schedules lists the jobs)"
         )
     if dask:

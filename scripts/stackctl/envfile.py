@@ -15,8 +15,8 @@ from stackctl.proc import ROOT
 
 # The secrets make generates and keeps only in .env: the Jupyter token, MLflow's admin password,
 # the password jupyter and bash log in with as MLSTACK_USER, the server's session key, the team
-# stack's database password and S3 keys, the scheduling engine's password (user admin) and, in
-# team mode, its database role's
+# stack's database password and S3 keys, the scheduling engine's login (admin:<password>) and,
+# in team mode, its database role's password
 SECRETS = (
     "JUPYTER_TOKEN",
     "MLFLOW_ADMIN_PASSWORD",
@@ -25,9 +25,12 @@ SECRETS = (
     "POSTGRES_PASSWORD",
     "MLSTACK_S3_ACCESS_KEY",
     "MLSTACK_S3_SECRET_KEY",
-    "MLSTACK_SCHEDULER_PASSWORD",
+    "MLSTACK_SCHEDULER_AUTH",
     "MLSTACK_SCHEDULER_DB_PASSWORD",
 )
+# Secrets of a form of their own: the engine's login is Prefect's auth string, user:password,
+# which its UI asks for whole; one value, so a swarm moves it into a secret like the others
+SECRET_FORMS = {"MLSTACK_SCHEDULER_AUTH": "admin:{}"}
 # Secrets .env holds that the user gave (make join; a failed job's notification URL, which
 # often holds a token): never generated, masked like the others
 GIVEN_SECRETS = ("MLSTACK_TEAM_PASSWORD", "MLSTACK_NOTIFY_URL")
@@ -199,7 +202,7 @@ def complete(env: EnvFile, environ: Mapping[str, str], folder: str) -> List[str]
     for key in SECRETS:
         if not env.has(key):
             env.remove(key)
-            env.set(key, secrets.token_hex(24))
+            env.set(key, SECRET_FORMS.get(key, "{}").format(secrets.token_hex(24)))
 
     for key, value in parse((ROOT / "env" / "images.env").read_text()).items():
         env.set(key, value)

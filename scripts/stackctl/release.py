@@ -67,7 +67,8 @@ def push_advice(message: str, registry: str) -> str:
 
 def push(registry: str, references: Sequence[str] = ()) -> None:
     """Tag and push images as REGISTRY/<local reference>: by default this project's own and
-    the stack's MLflow image (what a swarm runs).
+    the stack's MLflow image (what a swarm runs), and the scheduler's two with the scheduled jobs
+    on.
 
     Raises:
         Failure: a bad registry, none answering there, or a push refused (with the advice).
@@ -88,6 +89,9 @@ def push(registry: str, references: Sequence[str] = ()) -> None:
             f"{name}-bash:{version}",
             envfile.stack_image("mlflow"),
         ]
+        if envfile.scheduled():
+            # The scheduling engine and the project's worker (make swarm-up SCHEDULE=1)
+            references += [f"{name}-scheduler:{version}", envfile.stack_image("scheduler")]
     for image in references:
         target = f"{registry}/{image}"
         docker("tag", image, target)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
-from stackctl import envfile, images
+from stackctl import envfile, images, modes
 from stackctl.cli import dask_config, workers_count
 from stackctl.envfile import EnvFile
 from stackctl.proc import PROJECT, ROOT, RUNTIME, Failure, compose, docker, output, run, say
@@ -25,8 +25,14 @@ from stackctl.swarm_stack import MLFLOW_NODE_LABEL, stack_file
 FOLDER = ROOT / ".mlstack" / "swarm"
 # Dask's settings for the services, in the project folder they mount
 DASK_FILE = RUNTIME / "swarm-dask.yaml"
-# Gateway port=service:port pairs: the services' own ports; the scheduler's 8786 is not among them
-FORWARDS = ("5000=mlflow:5000", "8888=jupyter:8888", "8787=dask-scheduler:8787")
+# Gateway port=service:port pairs: the services' own ports (the scheduling engine's UI only
+# answers with the scheduled jobs on); Dask's scheduler's 8786 is not among them
+FORWARDS = (
+    "5000=mlflow:5000",
+    "8888=jupyter:8888",
+    "8787=dask-scheduler:8787",
+    "4200=scheduler:4200",
+)
 
 
 def names() -> Tuple[str, str]:
@@ -179,9 +185,9 @@ def up(argv: Sequence[str] = ()) -> None:
             "data volume live here"
         )
     FOLDER.mkdir(parents=True, exist_ok=True)
-    config = json.loads(
-        compose("--profile", "dask", "config", "--format", "json", capture=True).stdout
-    )
+    scheduled = envfile.scheduled()
+    profiles = ["--profile", "dask"] + (["--profile", modes.SCHEDULE_PROFILE] if scheduled else [])
+    config = json.loads(compose(*profiles, "config", "--format", "json", capture=True).stdout)
     dask_file = f"/project/{DASK_FILE.relative_to(PROJECT)}"
     env = EnvFile.load()
     secrets = {key: env.get(key) for key in envfile.SECRETS + envfile.GIVEN_SECRETS if env.get(key)}
@@ -259,6 +265,14 @@ def up(argv: Sequence[str] = ()) -> None:
         f"Dask:    {url_of(gateway, '8787')}/status ({workers} workers; Client() connects in "
         "Jupyter)"
     )
+    if scheduled:
+        say(
+            f"Schedules: {url_of(gateway, '4200')} (its login: MLSTACK_SCHEDULER_AUTH in .env, "
+            "admin:...; make schedules lists the jobs)"
+        )
+        from stackctl import schedules
+
+        schedules.apply()
     say(
         f"swarm: stack {stack}; the URLs are on this machine's loopback (elsewhere: ssh -L, see "
         "docs/swarm.md)"

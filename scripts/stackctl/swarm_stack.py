@@ -10,8 +10,9 @@ What Swarm (Engine 20.10, compose file format 3.x) refuses or ignores is transla
 - security_opt (no-new-privileges) and group_add: Swarm's service API has neither, dropped;
 - ports: dropped: Swarm publishes a port on every interface of a node, so the stack publishes
   none and stackctl.swarm forwards loopback ports of this machine to the services instead.
-Added: images from the registry (REGISTRY/<local reference>), MLflow placed on the node labelled
-mlstack.mlflow=true (its volume lives there), the workers' replica count, DNS round robin for
+Added: images from the registry (REGISTRY/<local reference>), MLflow (and the scheduling
+engine, with scheduled jobs on) placed on the node labelled mlstack.mlflow=true (their volumes
+live there), the workers' replica count, DNS round robin for
 the services' names, and an attachable overlay network (one-off containers, such as the
 gateway, join it).
 
@@ -194,7 +195,8 @@ def stack_file(
     """The stack file for `docker stack deploy`.
 
     Args:
-        config: `docker compose --profile dask config --format json`, parsed.
+        config: `docker compose --profile dask config --format json` (and ``--profile
+            schedule`` with the scheduled jobs on), parsed.
         registry: ``host:port`` of the registry the nodes pull from (make push filled it).
         workers: the dask-worker service's replica count (>= 1).
         dask_config: DASK_CONFIG in the services, the Dask settings file stackctl.swarm
@@ -213,9 +215,12 @@ def stack_file(
     for service in services.values():
         if "DASK_CONFIG" in service.get("environment", {}):
             service["environment"]["DASK_CONFIG"] = dask_config
-    services["mlflow"]["deploy"]["placement"] = {
-        "constraints": [f"node.labels.{MLFLOW_NODE_LABEL} == true"]
-    }
+    # MLflow and (with scheduled jobs) the scheduling engine beside their volumes
+    for name in ("mlflow", "scheduler"):
+        if name in services:
+            services[name]["deploy"]["placement"] = {
+                "constraints": [f"node.labels.{MLFLOW_NODE_LABEL} == true"]
+            }
     services["dask-worker"]["deploy"]["replicas"] = workers
     used = move_secrets(services, config, secrets, image_start or (lambda image: {}))
     # The stack namespaces volume and network names itself (<stack>_<name>)

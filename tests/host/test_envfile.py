@@ -37,8 +37,10 @@ def test_a_new_env_gets_every_setting_and_a_distinct_random_secret_each(tmp_path
         "ada",
     )
     assert env.get("MLSTACK_MLFLOW_AUTH") == "false"
-    values = [env.get(key) for key in SECRETS]
+    values = [env.get(key).removeprefix("admin:") for key in SECRETS]
     assert all(len(value) == 48 and int(value, 16) >= 0 for value in values)
+    # The engine's login is Prefect's auth string, its UI's one field
+    assert env.get("MLSTACK_SCHEDULER_AUTH").startswith("admin:")
     assert len(set(values)) == len(values)
     assert env.get("MLSTACK_VERSION") == envfile.image_settings({})["MLSTACK_VERSION"]
     assert said == ["env: project my-project, containers run as 1001:1001"]
@@ -140,5 +142,5 @@ def test_scheduled_jobs_are_a_profile_remembered_and_said_and_a_bad_switch_refus
 
 
 def test_the_schedulers_password_is_a_generated_secret_and_the_notify_url_masked():
-    assert "MLSTACK_SCHEDULER_PASSWORD" in SECRETS
+    assert "MLSTACK_SCHEDULER_AUTH" in SECRETS
     assert "MLSTACK_NOTIFY_URL" in envfile.GIVEN_SECRETS

@@ -115,7 +115,7 @@ def engine(project: Project) -> tuple[str, tuple[str, str]]:
     """The engine's API URL on the host and its credentials, from .env as a user reads them."""
     return (
         f"http://127.0.0.1:{env_value(project, 'MLSTACK_SCHEDULER_PORT')}/api",
-        ("admin", env_value(project, "MLSTACK_SCHEDULER_PASSWORD")),
+        tuple(env_value(project, "MLSTACK_SCHEDULER_AUTH").split(":", 1)),
     )
 
 

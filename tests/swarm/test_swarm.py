@@ -61,11 +61,22 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     return errors[0]
 
 
+HELLO_JOB = """
+[[job]]
+name = "hello"
+command = "python -c 'print(42 * 2)'"
+cron = "0 0 1 1 *"
+"""
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, test_uid, docker_client, built_images) -> Project:
     """A copy of the project (its own compose project name, owned by the non-root UID) with its
     images built; at the end its stack, volumes, gateway and images are removed."""
     directory, env = private_copy(tmp_path_factory.mktemp("swarm"), "swarm", test_uid)
+    # A job of the user's own for the scheduled jobs on the swarm (make swarm-up SCHEDULE=1)
+    schedule = directory / "project" / "schedules.toml"
+    schedule.write_text(schedule.read_text() + HELLO_JOB)
     project = Project(directory, env)
     try:
         built = project.make("build")
@@ -82,8 +93,12 @@ def project(tmp_path_factory, test_uid, docker_client, built_images) -> Project:
         for volume in docker_client.volumes.list(filters={"name": f"{stack}_"}):
             volume.remove(force=True)
         # The registry's tags and digests that make push added (the images keep their others)
-        mlflow = re.escape(image_ref("mlflow").split(":")[0])
-        pushed = re.compile(rf"127\.0\.0\.1:\d+/({re.escape(project.name)}-|{mlflow}[:@])")
+        stack_images = "|".join(
+            re.escape(image_ref(name).split(":")[0]) for name in ("mlflow", "scheduler")
+        )
+        pushed = re.compile(
+            rf"127\.0\.0\.1:\d+/({re.escape(project.name)}-|(?:{stack_images})[:@])"
+        )
         for image in docker_client.images.list():
             for reference in image.tags + image.attrs.get("RepoDigests", []):
                 if pushed.match(reference):
@@ -123,16 +138,18 @@ def swarm(docker_client):
 
 @pytest.fixture(scope="module")
 def deployed(project, registry, swarm) -> dict[str, str]:
-    """`make swarm-up WORKERS=1` once for the module; the URLs it printed."""
-    result = project.make("swarm-up", f"REGISTRY={registry}", "WORKERS=1", timeout=900)
+    """`make swarm-up WORKERS=1 SCHEDULE=1` once for the module; the URLs it printed."""
+    result = project.make(
+        "swarm-up", f"REGISTRY={registry}", "WORKERS=1", "SCHEDULE=1", timeout=900
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return urls(result.stdout)
 
 
 def urls(output: str) -> dict[str, str]:
-    """The MLflow, Jupyter and Dask URLs `make swarm-up` printed."""
-    found = dict(re.findall(r"^(MLflow|Jupyter|Dask):\s+(http\S+)", output, re.M))
-    assert set(found) == {"MLflow", "Jupyter", "Dask"}, output
+    """The MLflow, Jupyter, Dask and Schedules URLs `make swarm-up` printed."""
+    found = dict(re.findall(r"^(MLflow|Jupyter|Dask|Schedules):\s+(http\S+)", output, re.M))
+    assert set(found) == {"MLflow", "Jupyter", "Dask", "Schedules"}, output
     return found
 
 
@@ -178,17 +195,20 @@ def test_swarm_up_runs_the_stack_from_the_registry_hardened_and_on_loopback_only
     project, registry, docker_client, deployed, test_uid
 ):
     found = services(docker_client, project)
-    assert sorted(found) == ["dask-scheduler", "dask-worker", "jupyter", "mlflow"]
+    assert sorted(found) == [
+        "dask-scheduler", "dask-worker", "jupyter", "mlflow", "scheduler", "scheduler-worker",
+    ]  # fmt: skip
     for name, service in found.items():
         spec = service.attrs["Spec"]
         container = spec["TaskTemplate"]["ContainerSpec"]
         assert container["Image"].startswith(f"{registry}/"), name
         assert not service.attrs["Endpoint"].get("Ports"), f"{name} publishes a port"
         assert container.get("CapabilityDrop") == ["ALL"], name
-        if name != "mlflow":
+        if name not in ("mlflow", "scheduler"):
             assert container["User"] == f"{test_uid}:{test_uid}", name
-    constraints = found["mlflow"].attrs["Spec"]["TaskTemplate"]["Placement"]["Constraints"]
-    assert constraints == [f"node.labels.{MLFLOW_LABEL} == true"]
+    for name in ("mlflow", "scheduler"):
+        constraints = found[name].attrs["Spec"]["TaskTemplate"]["Placement"]["Constraints"]
+        assert constraints == [f"node.labels.{MLFLOW_LABEL} == true"]
     assert labelled_nodes(docker_client), "no node carries the MLflow label"
     assert found["dask-worker"].attrs["Spec"]["Mode"]["Replicated"]["Replicas"] == 1
     # The gateway publishes on loopback only; the scheduler's port 8786 is not among them
@@ -196,10 +216,13 @@ def test_swarm_up_runs_the_stack_from_the_registry_hardened_and_on_loopback_only
         filters={"label": f"mlstack.swarm.stack={project.name}-swarm"}
     )
     bindings = gateway.attrs["HostConfig"]["PortBindings"]
-    assert sorted(bindings) == ["5000/tcp", "8787/tcp", "8888/tcp"]
+    assert sorted(bindings) == ["4200/tcp", "5000/tcp", "8787/tcp", "8888/tcp"]
     assert {b["HostIp"] for port in bindings.values() for b in port} == {"127.0.0.1"}
     assert requests.get(f"{deployed['MLflow']}/health", timeout=10).text == "OK"
     assert requests.get(deployed["Dask"], timeout=10).status_code == 200
+    # The scheduling engine's API, behind its login also on the swarm
+    engine = f"{deployed['Schedules']}/api/deployments/filter"
+    assert requests.post(engine, json={}, timeout=10).status_code == 401
     jupyter = deployed["Jupyter"].replace("/lab?", "/api/status?")
     assert requests.get(jupyter, timeout=10).status_code == 200
     assert requests.get(jupyter.split("?")[0], timeout=10).status_code == 403
@@ -223,6 +246,17 @@ def test_swarm_up_runs_the_stack_from_the_registry_hardened_and_on_loopback_only
     assert stat.S_IMODE(stack_file.stat().st_mode) == 0o600
     ignored = run(["git", "check-ignore", str(stack_file)], project.directory, project.env)
     assert ignored.returncode == 0, ignored.stderr
+
+
+def test_scheduled_jobs_run_on_the_swarms_worker(project, deployed):
+    listed = project.make("schedules")
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(r"^hello\s+0 0 1 1 \* UTC\s", listed.stdout, re.M), listed.stdout
+    ran = project.make("schedule-run", "JOB=hello", timeout=300)
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    assert re.search(r"^job hello: run \S+ \(\S+\): Completed$", ran.stdout, re.M)
+    # No password went into a file left behind
+    assert not (project.directory / ".mlstack/swarm/scheduler.env").exists()
 
 
 def test_the_workers_rescale_and_a_sweep_in_the_swarm_logs_a_child_per_candidate(

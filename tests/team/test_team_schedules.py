@@ -16,7 +16,7 @@ def test_in_team_mode_the_engines_state_is_in_postgresql_behind_a_login(team_sta
         assert "schedules: added nightly-train " in started.stdout
         settings = team_stack.settings()
         api = f"http://127.0.0.1:{settings['MLSTACK_SCHEDULER_PORT']}/api"
-        login = ("admin", settings["MLSTACK_SCHEDULER_PASSWORD"])
+        login = tuple(settings["MLSTACK_SCHEDULER_AUTH"].split(":", 1))
         assert requests.post(f"{api}/deployments/filter", json={}, timeout=10).status_code == 401
         names = lambda: sorted(  # noqa: E731
             each["name"]
