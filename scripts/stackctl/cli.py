@@ -585,7 +585,7 @@ COMMANDS: Dict[str, Callable[[Sequence[str]], None]] = {
     "user-reset": _lazy("users", "reset"),
     "user-grant": _lazy("users", "grant"),
     "schedules": _lazy("schedules", "schedules"),
-    "schedule-run": _lazy("schedules", "run"),
+    "schedule-run": _lazy("schedules", "run_now"),
     "swarm-up": _lazy("swarm", "up"),
     "swarm-down": _lazy("swarm", "down"),
     "init": project.init,

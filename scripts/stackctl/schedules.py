@@ -102,7 +102,7 @@ def schedules(argv: Sequence[str] = ()) -> None:
         raise Failure("", status=1)
 
 
-def run(argv: Sequence[str] = ()) -> None:
+def run_now(argv: Sequence[str] = ()) -> None:
     """Run job ``argv[0]`` now and wait for its end (make schedule-run JOB=...).
 
     Raises:

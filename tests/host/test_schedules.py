@@ -19,14 +19,14 @@ from stackctl.proc import Failure
 )
 def test_a_missing_or_malformed_job_name_is_refused_in_one_line(argv, says):
     with pytest.raises(Failure) as refused:
-        schedules.run(argv)
+        schedules.run_now(argv)
     assert refused.value.status == 2 and says in str(refused.value)
 
 
 def test_with_the_scheduled_jobs_off_each_command_says_how_to_turn_them_on(monkeypatch):
     monkeypatch.setenv("COMPOSE_PROFILES", "")
     monkeypatch.setattr(schedules.envfile, "scheduled", lambda: False)
-    for command in (schedules.schedules, lambda argv: schedules.run(["nightly-train"])):
+    for command in (schedules.schedules, lambda argv: schedules.run_now(["nightly-train"])):
         with pytest.raises(Failure) as refused:
             command([])
         assert str(refused.value) == (

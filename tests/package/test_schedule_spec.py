@@ -142,3 +142,16 @@ def test_a_jobs_processes_get_its_tags_and_never_the_engines_credentials(monkeyp
     assert flow.last_error_line(said) == "error: the data file is missing"
     assert flow.last_error_line(deque(["a", "ValueError: bad", ""])) == "ValueError: bad"
     assert flow.last_error_line(deque()) == ""
+
+
+def test_a_time_missed_while_the_stack_was_down_is_skipped_saying_why():
+    from datetime import datetime, timedelta, timezone
+
+    from mlstack_schedules import flow
+
+    now = datetime.now(timezone.utc)
+    reason = flow.missed("skip", "a-job", now - timedelta(hours=3))
+    assert reason.startswith("missed: scheduled at ") and 'missed = "skip"' in reason
+    # A run on time (or late by less than MISSED_AFTER) runs under either policy
+    for policy in ("skip", "run-once"):
+        assert flow.missed(policy, "a-job", now - timedelta(seconds=30)) is None

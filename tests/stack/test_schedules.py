@@ -22,7 +22,12 @@ from tests.helpers import GIT_TRUSTS_ANY_OWNER, Project, copy_project, project_r
 # A script of the user's own, with MLflow's client as its docs write it (no stack helper): a
 # job that works by hand works on schedule
 USER_JOB = """\
+import os
+
 import mlflow
+
+held = [k for k in os.environ if k.startswith("PREFECT_") or k == "MLSTACK_NOTIFY_URL"]
+print(f"engine settings in the job: {held}")
 
 with mlflow.start_run(run_name="user-job") as run:
     mlflow.log_metric("rows", 178)
@@ -32,7 +37,7 @@ SLOW_JOB = """\
 import time
 
 print("slow job started", flush=True)
-time.sleep(40)
+time.sleep(20)
 """
 TEST_JOBS = """
 [[job]]
@@ -336,6 +341,8 @@ def test_the_every_minute_job_ran_on_time_with_its_tags_and_its_output_in_the_en
     logs = run_logs(scheduled, run["id"])
     found = re.search(r"user job logged run ([0-9a-f]{32})", logs)
     assert found, logs
+    # The job's process had neither the engine's login nor the notification URL
+    assert "engine settings in the job: []" in logs
     logged = mlflow_client(scheduled).get_run(found[1])
     assert logged.data.tags["mlstack.schedule.job"] == "every-minute"
     assert logged.data.tags["mlstack.schedule.run_id"] == run["id"]
