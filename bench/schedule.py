@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 import requests
+from dotenv import dotenv_values
 
 from bench.measure import median_rss, settle
 from bench.report import Row, median, ratio, seconds, size
@@ -39,10 +40,8 @@ class ScheduleResults:
 
 
 def env_value(ws: Workspace, key: str) -> str:
-    for line in (ws.directory / ".env").read_text().splitlines():
-        if line.startswith(key + "="):
-            return line.split("=", 1)[1]
-    return ""
+    """A setting of the workspace's .env, as python-dotenv reads it."""
+    return dotenv_values(ws.directory / ".env").get(key) or ""
 
 
 def _api(ws: Workspace, path: str, body: dict) -> list[dict]:

@@ -230,7 +230,7 @@ def private_copy(parent: Path, purpose: str, uid: int, **settings: str) -> tuple
     """A copy of the project (``copy_project``) in ``parent``, owned by ``uid`` when the tests
     run as root, and the environment its commands run with: a compose project name of its own
     (``unique_name(purpose)``), containers as ``uid``:``uid``, git trusting the copy's owner,
-    none of the caller's GPU, TEAM or COMPOSE_FILE, then ``settings`` (environment names to
+    none of the caller's GPU, TEAM, SCHEDULE or COMPOSE_FILE, then ``settings`` (environment names to
     values, e.g. ``COMPOSE_FILE=...``).
 
     Returns:
@@ -239,7 +239,8 @@ def private_copy(parent: Path, purpose: str, uid: int, **settings: str) -> tuple
     directory = copy_project(parent / f"mlstack {purpose} project")
     if os.getuid() == 0:
         subprocess.run(["chown", "-R", f"{uid}:{uid}", str(directory)], check=True)
-    env = {k: v for k, v in os.environ.items() if k not in ("GPU", "TEAM", "COMPOSE_FILE")}
+    switches = ("GPU", "TEAM", "SCHEDULE", "COMPOSE_FILE", "COMPOSE_PROFILES")
+    env = {k: v for k, v in os.environ.items() if k not in switches}
     env |= GIT_TRUSTS_ANY_OWNER | {
         "COMPOSE_PROJECT_NAME": unique_name(purpose),
         "MLSTACK_UID": str(uid),

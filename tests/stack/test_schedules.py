@@ -5,19 +5,18 @@ stack for the module; its every-minute job runs while the other tests do, and is
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Iterator
 
 import docker
 import pytest
 import requests
+from dotenv import dotenv_values
 
-from tests.helpers import GIT_TRUSTS_ANY_OWNER, Project, copy_project, project_resources
+from tests.helpers import Project, private_copy, project_resources
 
 # A script of the user's own, with MLflow's client as its docs write it (no stack helper): a
 # job that works by hand works on schedule
@@ -72,24 +71,12 @@ http.server.HTTPServer(("127.0.0.1", {SINK_PORT}), Sink).serve_forever()
 def scheduled(tmp_path_factory, test_uid, built_images) -> Iterator[Project]:
     """A copy of the project with the test jobs added to its schedules.toml, brought up with
     make up SCHEDULE=1 and a notification URL in .env; torn down with its volumes."""
-    folder = copy_project(tmp_path_factory.mktemp("sched") / "scheduled project")
+    folder, env = private_copy(tmp_path_factory.mktemp("sched"), "sched", test_uid)
     project_dir = folder / "project"
     (project_dir / "user_job.py").write_text(USER_JOB)
     (project_dir / "slow_job.py").write_text(SLOW_JOB)
     schedule = project_dir / "schedules.toml"
     schedule.write_text(schedule.read_text() + TEST_JOBS)
-    if os.getuid() == 0:
-        subprocess.run(["chown", "-R", f"{test_uid}:{test_uid}", str(folder)], check=True)
-    env = (
-        os.environ
-        | GIT_TRUSTS_ANY_OWNER
-        | {
-            "MLSTACK_UID": str(test_uid),
-            "MLSTACK_GID": str(test_uid),
-            "COMPOSE_PROJECT_NAME": f"sched{os.getpid()}",
-        }
-    )
-    env.pop("COMPOSE_FILE", None)
     project = Project(folder, env)
     assert project.make(".env").returncode == 0
     with open(folder / ".env", "a") as settings:
@@ -110,10 +97,8 @@ def scheduled(tmp_path_factory, test_uid, built_images) -> Iterator[Project]:
 
 
 def env_value(project: Project, key: str) -> str:
-    for line in (project.directory / ".env").read_text().splitlines():
-        if line.startswith(key + "="):
-            return line.split("=", 1)[1]
-    return ""
+    """A setting of the project's .env, as python-dotenv reads it."""
+    return dotenv_values(project.directory / ".env").get(key) or ""
 
 
 def engine(project: Project) -> tuple[str, tuple[str, str]]:
@@ -296,7 +281,9 @@ def test_a_run_while_the_previous_one_runs_is_skipped_and_the_engine_records_it(
 def test_a_bad_entry_is_one_line_and_the_schedules_in_force_stay(scheduled, entry, says):
     schedule = scheduled.directory / "project" / "schedules.toml"
     good = schedule.read_text()
-    before = scheduled.make("schedules").stdout
+    listed = scheduled.make("schedules")
+    assert listed.returncode == 0, listed.stderr
+    before = listed.stdout
     schedule.write_text(good + f'\n[[job]]\nname = "bad"\ncommand = "python nope.py"\n{entry}\n')
     try:
         refused = scheduled.make("up")
@@ -305,7 +292,9 @@ def test_a_bad_entry_is_one_line_and_the_schedules_in_force_stay(scheduled, entr
     assert refused.returncode != 0
     errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and says in errors[0], refused.stderr
-    after = scheduled.make("schedules").stdout
+    listed = scheduled.make("schedules")
+    assert listed.returncode == 0, listed.stderr
+    after = listed.stdout
     jobs = lambda listing: [line.split()[0] for line in listing.splitlines()[1:]]  # noqa: E731
     assert jobs(after) == jobs(before) and "bad" not in jobs(after)
 

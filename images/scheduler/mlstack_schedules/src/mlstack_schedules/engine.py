@@ -112,19 +112,29 @@ def next_time(cron: str, timezone: str) -> datetime.datetime:
     return asyncio.run(CronSchedule(cron=cron, timezone=timezone).get_dates(n=1))[0]
 
 
+def _first_run(client, where, state_type, sort) -> list:
+    """The first flow run (a list of at most one) of the deployment filter ``where`` whose
+    state matches ``state_type`` (a ``FlowRunFilterStateType``), in the order ``sort``."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState
+
+    state = FlowRunFilterState(type=state_type)
+    return client.read_flow_runs(
+        deployment_filter=where, flow_run_filter=FlowRunFilter(state=state), sort=sort, limit=1
+    )
+
+
 def rows() -> list[Row]:
     """Each job with its schedule, next run, last run and that run's state."""
     from prefect import get_client
     from prefect.client.schemas.filters import (
         DeploymentFilter,
         DeploymentFilterId,
-        FlowRunFilter,
         FlowRunFilterStateType,
-        FlowRunFilterState,
     )
     from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort
 
+    scheduled = [StateType.SCHEDULED]
     table = []
     with get_client(sync_client=True) as client:
         for each in deployments(client):
@@ -132,26 +142,14 @@ def rows() -> list[Row]:
             timezone = getattr(schedule, "timezone", None) or "UTC"
             paused = each.paused or not (each.schedules and each.schedules[0].active)
             where = DeploymentFilter(id=DeploymentFilterId(any_=[each.id]))
-            upcoming = client.read_flow_runs(
-                deployment_filter=where,
-                flow_run_filter=FlowRunFilter(
-                    state=FlowRunFilterState(
-                        type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])
-                    )
-                ),
-                sort=FlowRunSort.EXPECTED_START_TIME_ASC,
-                limit=1,
-            )
-            past = client.read_flow_runs(
-                deployment_filter=where,
-                flow_run_filter=FlowRunFilter(
-                    state=FlowRunFilterState(
-                        type=FlowRunFilterStateType(not_any_=[StateType.SCHEDULED])
-                    )
-                ),
-                sort=FlowRunSort.START_TIME_DESC,
-                limit=1,
-            )
+            upcoming = _first_run(
+                client, where, FlowRunFilterStateType(any_=scheduled),
+                FlowRunSort.EXPECTED_START_TIME_ASC,
+            )  # fmt: skip
+            past = _first_run(
+                client, where, FlowRunFilterStateType(not_any_=scheduled),
+                FlowRunSort.START_TIME_DESC,
+            )  # fmt: skip
             last = past[0] if past else None
             table.append(
                 Row(
