@@ -155,3 +155,17 @@ def test_a_time_missed_while_the_stack_was_down_is_skipped_saying_why():
     # A run on time (or late by less than MISSED_AFTER) runs under either policy
     for policy in ("skip", "run-once"):
         assert flow.missed(policy, "a-job", now - timedelta(seconds=30)) is None
+
+
+def test_a_failures_message_links_the_runs_logs_when_make_up_wrote_the_ui_url(
+    tmp_path, monkeypatch
+):
+    from mlstack_schedules import flow
+
+    monkeypatch.setattr(flow, "PROJECT", str(tmp_path))
+    assert flow.run_link("abc") == ""
+    (tmp_path / ".mlstack").mkdir()
+    (tmp_path / ".mlstack" / "urls.env").write_text(
+        "MLSTACK_MLFLOW_URL=http://127.0.0.1:5000\nMLSTACK_SCHEDULER_URL=http://127.0.0.1:4321\n"
+    )
+    assert flow.run_link("abc") == " (logs: http://127.0.0.1:4321/runs/flow-run/abc)"

@@ -125,6 +125,15 @@ def fail_mlflow_runs(environment: dict[str, str], run_id: str) -> str:
     return done.stdout.strip()
 
 
+def run_link(run_id: str) -> str:
+    """`` (logs: <the engine's UI>/runs/flow-run/<run_id>)``, with the UI's host URL that
+    `make up` wrote to the project's .mlstack/urls.env; empty when it did not."""
+    from dotenv import dotenv_values
+
+    ui = dotenv_values(f"{PROJECT}/.mlstack/urls.env").get("MLSTACK_SCHEDULER_URL")
+    return f" (logs: {ui}/runs/flow-run/{run_id})" if ui else ""
+
+
 def notify(job: str, message: str) -> None:
     """One message through apprise to ``MLSTACK_NOTIFY_URL`` (.env), when set."""
     url = os.environ.get("MLSTACK_NOTIFY_URL", "")
@@ -207,7 +216,10 @@ def scheduled_job(
     except Exception as error:
         runs = fail_mlflow_runs(environment, run_id)
         where = f"; MLflow runs {runs} marked FAILED" if runs else ""
-        notify(job, f"job {job}, run {flow_run.name} ({run_id}) failed: {error}{where}")
+        notify(
+            job,
+            f"job {job}, run {flow_run.name} ({run_id}) failed: {error}{where}{run_link(run_id)}",
+        )
         raise
 
 
