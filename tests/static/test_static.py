@@ -5,6 +5,7 @@ with each other."""
 from __future__ import annotations
 
 import os
+import json
 import re
 import sys
 from pathlib import Path
@@ -182,10 +183,15 @@ def test_compose_file_is_valid(overrides: tuple[str, ...]):
     env = {"PATH": str(BIN) + ":/usr/local/bin:/usr/bin:/bin", "HOME": str(Path.home())}
     files = ["-f", "compose.yaml"] + [arg for file in overrides for arg in ("-f", file)]
     result = run(
-        ["docker", "compose", *files, "--profile", "*", "config", "--quiet"],
+        ["docker", "compose", *files, "--profile", "*", "config", "--format", "json"],
         env=env | example_env(),
     )
     assert result.returncode == 0, result.stderr
+    # No service of any mode or profile (the scheduling engine and its worker included) mounts
+    # the Docker socket: whoever reaches such a service is root on the host
+    for name, service in json.loads(result.stdout)["services"].items():
+        sources = [str(volume.get("source", "")) for volume in service.get("volumes", [])]
+        assert not [s for s in sources if s.endswith("docker.sock")], name
 
 
 def test_env_example_documents_every_variable_compose_reads():
