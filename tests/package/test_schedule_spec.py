@@ -150,11 +150,17 @@ def test_a_time_missed_while_the_stack_was_down_is_skipped_saying_why():
     from mlstack_schedules import flow
 
     now = datetime.now(timezone.utc)
-    reason = flow.missed("skip", "a-job", now - timedelta(hours=3))
+    up_since = now - timedelta(minutes=2)
+    reason = flow.missed("skip", "a-job", now - timedelta(hours=3), up_since)
     assert reason.startswith("missed: scheduled at ") and 'missed = "skip"' in reason
-    # A run on time (or late by less than MISSED_AFTER) runs under either policy
     for policy in ("skip", "run-once"):
-        assert flow.missed(policy, "a-job", now - timedelta(seconds=30)) is None
+        # A time while the worker ran: on time, or queued behind the job's previous run
+        assert flow.missed(policy, "a-job", now - timedelta(seconds=30), up_since) is None
+        assert (
+            flow.missed(policy, "a-job", now - timedelta(hours=2), now - timedelta(hours=5)) is None
+        )
+    # The worker's start as the kernel tells it: in the past, after the machine's boot
+    assert flow.worker_started() <= datetime.now(timezone.utc)
 
 
 def test_a_failures_message_links_the_runs_logs_when_make_up_wrote_the_ui_url(

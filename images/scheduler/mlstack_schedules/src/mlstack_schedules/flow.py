@@ -23,9 +23,10 @@ from prefect.states import Cancelled
 PROJECT = "/project"
 # What a job's processes never get: the engine's credentials and the notification URL
 PRIVATE = ("PREFECT_", "MLSTACK_NOTIFY_URL")
-# A scheduled time this far in the past means the stack was down at that time (seconds): the
-# job's `missed` option decides
-MISSED_AFTER = 300
+# A scheduled time this long (seconds) before the worker started passed while the stack was
+# down: the job's `missed` option decides. A run that waited behind the job's previous one
+# (if_running = "queue") while the worker ran is never missed
+MISSED_BEFORE_START = 60
 
 
 class StepFailed(RuntimeError):
@@ -149,12 +150,25 @@ def notify(job: str, message: str) -> None:
         get_run_logger().warning("the failure message could not be sent")
 
 
-def missed(policy: str, deployment_id: str, scheduled: datetime.datetime) -> str | None:
-    """Why a run scheduled at ``scheduled`` (a time that passed while the stack was down) does
-    not run, or None when it runs: ``skip`` skips every such run; ``run-once`` runs only the
-    latest of them."""
-    age = (datetime.datetime.now(datetime.timezone.utc) - scheduled).total_seconds()
-    if age < MISSED_AFTER:
+def worker_started() -> datetime.datetime:
+    """When this container's first process started (the worker, after `make up`, a crash or
+    a Docker restart), from the kernel: /proc/stat's boot time plus /proc/1/stat's start time
+    (field 22, clock ticks after boot)."""
+    with open("/proc/stat") as stat:
+        boot = next(int(line.split()[1]) for line in stat if line.startswith("btime "))
+    with open("/proc/1/stat") as stat:
+        ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+    seconds = boot + ticks / os.sysconf("SC_CLK_TCK")
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+
+
+def missed(
+    policy: str, deployment_id: str, scheduled: datetime.datetime, started: datetime.datetime
+) -> str | None:
+    """Why a run scheduled at ``scheduled`` does not run, or None when it runs. A time over
+    :data:`MISSED_BEFORE_START` seconds before the worker ``started`` passed while the stack
+    was down: ``skip`` skips every such run; ``run-once`` runs only the latest of them."""
+    if (started - scheduled).total_seconds() <= MISSED_BEFORE_START:
         return None
     when = scheduled.isoformat(timespec="minutes")
     if policy == "skip":
@@ -204,7 +218,7 @@ def scheduled_job(
     run_id = str(flow_run.id)
     record = _record(run_id)
     if record.auto_scheduled:
-        reason = missed(missed_policy, str(record.deployment_id), scheduled)
+        reason = missed(missed_policy, str(record.deployment_id), scheduled, worker_started())
         if reason:
             log.info("%s", reason)
             return Cancelled(message=reason)
