@@ -204,7 +204,7 @@ def cold_baseline_build(ws: Workspace, rep: int, mlflow_version: str) -> float:
 def build_with_requirements(ws: Workspace, extra_line: str, project: str | None = None) -> Build:
     """`build_stack` with ``extra_line`` (no newline) appended to the copy's requirements.txt,
     which is restored afterwards (the real project's file is never touched)."""
-    requirements = ws.directory / "requirements.txt"
+    requirements = ws.directory / "project" / "requirements.txt"
     original = requirements.read_text()
     requirements.write_text(original + extra_line + "\n")
     try:

@@ -99,6 +99,13 @@ class Workspace:
             extra_ca = dotenv_values(REPO_ROOT / ".env").get("EXTRA_CA_CERTS") or ""
         directory = Path(tempfile.mkdtemp(prefix=f"mlstack-bench-{run_id}-"))
         copy_project(directory)
+        # The probes run in the containers, which see the project folder only
+        # (`python bench/probe_mlflow.py` in /project)
+        shutil.copytree(
+            REPO_ROOT / "bench",
+            directory / "project" / "bench",
+            ignore=shutil.ignore_patterns("__pycache__", "results*.md"),
+        )
         return cls(
             client=client,
             run_id=run_id,
