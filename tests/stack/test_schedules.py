@@ -12,9 +12,11 @@ from datetime import datetime, timezone
 from typing import Iterator
 
 import docker
+import pandas as pd
 import pytest
 import requests
 from dotenv import dotenv_values
+from sklearn.datasets import load_wine
 
 from tests.helpers import Project, private_copy, project_resources
 
@@ -205,6 +207,19 @@ def test_the_nightly_loop_promotes_a_passing_candidate_and_a_worse_one_fails_the
     second = scheduled.make("schedule-run", "JOB=nightly-train")
     assert second.returncode == 0, second.stdout[-2000:]
     assert client.get_model_version_by_alias("wine-classifier", "champion").version == "2"
+
+    # The morning job predicts each new file of data/incoming/ with the champion, once
+    incoming = scheduled.directory / "project" / "data" / "incoming"
+    load_wine(as_frame=True).frame.sample(20, random_state=3).to_csv(
+        incoming / "day1.csv", index=False
+    )
+    predicted = scheduled.make("schedule-run", "JOB=morning-predictions")
+    assert predicted.returncode == 0, predicted.stdout[-2000:]
+    output = scheduled.directory / "project" / "data" / "predictions" / "day1.csv"
+    assert len(pd.read_csv(output)["prediction"]) == 20
+    output.write_text("kept")
+    assert scheduled.make("schedule-run", "JOB=morning-predictions").returncode == 0
+    assert output.read_text() == "kept", "a file already predicted was predicted again"
 
     # Forced worse: the job trains a one-tree stump; edited in the file and applied by make up
     schedule = scheduled.directory / "project" / "schedules.toml"
