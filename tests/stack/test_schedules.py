@@ -152,7 +152,11 @@ def mlflow_client(project: Project):
 
 
 def test_make_up_prints_the_engines_url_and_applies_the_project_file(scheduled):
-    assert re.search(r"^Schedules: http://127\.0\.0\.1:\d+ ", scheduled.up_output, re.M)
+    ui = re.search(r"^Schedules: (http://127\.0\.0\.1:\d+) ", scheduled.up_output, re.M)
+    assert ui, scheduled.up_output
+    # The UI's page (its login asks for the auth string), served by the engine
+    page = requests.get(ui[1], timeout=10)
+    assert page.status_code == 200 and "<html" in page.text.lower(), page.text[:300]
     for job in ("nightly-train", "morning-predictions", "hourly-drift", "every-minute", "slow"):
         assert f"schedules: added {job} " in scheduled.up_output
     listed = scheduled.make("schedules")
