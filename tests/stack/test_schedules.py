@@ -20,6 +20,10 @@ from sklearn.datasets import load_wine
 
 from tests.helpers import Project, private_copy, project_resources
 
+# One stack for the module: its tests stay on one pytest-xdist worker, in file order (spread
+# over both, each worker would start a stack of its own and miss the runs of the other's tests)
+pytestmark = pytest.mark.xdist_group("schedules")
+
 # A script of the user's own, with MLflow's client as its docs write it (no stack helper): a
 # job that works by hand works on schedule
 USER_JOB = """\

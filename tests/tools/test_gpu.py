@@ -45,6 +45,8 @@ def test_make_with_gpu_1_reserves_nvidia_gpus_for_jupyter_and_bash_only(project)
         "mlflow": None,
         "serve": None,
         "dask-scheduler": None,
+        "scheduler-worker": NVIDIA_GPUS,
+        "scheduler": None,
     }
     # Remembered in .env: plain compose reserves them too, until GPU=0 leaves the mode
     again = project.compose("--profile", "*", "config")
