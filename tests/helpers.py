@@ -220,6 +220,29 @@ class Project:
             client.close()
 
 
+def secret_holders(project: str, secret: str) -> set[str]:
+    """The services of compose project ``project`` with a running container that holds
+    ``secret`` (a password's value) in its configured environment (``docker inspect``) or in
+    its first process's (``/proc/1/environ``, read as root in the container).
+
+    Raises:
+        AssertionError: ``secret`` is empty (nothing could be found).
+    """
+    assert secret, "no secret to look for"
+    client = docker.from_env()
+    try:
+        holders = set()
+        label = {"label": f"com.docker.compose.project={project}"}
+        for container in client.containers.list(filters=label):
+            environment = " ".join(container.attrs["Config"]["Env"] or [])
+            inside = container.exec_run(["cat", "/proc/1/environ"], user="0").output
+            if secret in environment or secret.encode() in inside:
+                holders.add(container.labels["com.docker.compose.service"])
+        return holders
+    finally:
+        client.close()
+
+
 def unique_name(purpose: str) -> str:
     """A compose project (or image prefix) name for one test, e.g. ``mlstack-init-1a2b3c4d``:
     the image prefix first, so the resources a test creates are easy to tell apart."""

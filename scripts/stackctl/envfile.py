@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
 from stackctl import modes
-from stackctl.proc import ROOT
+from stackctl.proc import ROOT, Failure
 
 # The secrets make generates and keeps only in .env: the Jupyter token, MLflow's admin password,
 # the password jupyter and bash log in with as MLSTACK_USER, the server's session key, the team
@@ -34,6 +34,9 @@ SECRET_FORMS = {"MLSTACK_SCHEDULER_AUTH": "admin:{}"}
 # Secrets .env holds that the user gave (make join; a failed job's notification URL, which
 # often holds a token): never generated, masked like the others
 GIVEN_SECRETS = ("MLSTACK_TEAM_PASSWORD", "MLSTACK_NOTIFY_URL")
+# The tracking server's basic-auth admin (compose.yaml's MLFLOW_AUTH_ADMIN_USERNAME): jobs and
+# notebooks log in as MLSTACK_USER, who must be another account, never an admin
+ADMIN_USER = "admin"
 HEADER = "# Per-machine settings written by make (scripts/stackctl); documented in .env.example.\n"
 _LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 
@@ -146,7 +149,8 @@ def complete(env: EnvFile, environ: Mapping[str, str], folder: str) -> List[str]
         The lines to tell the user (stderr), in order.
 
     Raises:
-        Failure: ``TEAM``, ``GPU`` or ``SCHEDULE`` is neither 1, 0 nor empty (status 2).
+        Failure: ``TEAM``, ``GPU`` or ``SCHEDULE`` is neither 1, 0 nor empty, or .env's
+            ``MLSTACK_USER`` is the tracking server's admin (status 2).
     """
     said: List[str] = []
     if not env.has("COMPOSE_PROJECT_NAME"):
@@ -173,7 +177,23 @@ def complete(env: EnvFile, environ: Mapping[str, str], folder: str) -> List[str]
     if not env.has("MLSTACK_MLFLOW_AUTH"):
         env.set("MLSTACK_MLFLOW_AUTH", "false")
     if not env.has("MLSTACK_USER"):
-        env.set("MLSTACK_USER", environ.get("MLSTACK_USER") or user_name(os.getuid()))
+        name = environ.get("MLSTACK_USER") or user_name(os.getuid())
+        if name == ADMIN_USER:
+            # A host user named like the admin (a Mac's first account often is): the runs are
+            # still theirs, under a name the admin account does not have
+            name = f"{name}-user"
+            said.append(
+                f"env: MLSTACK_USER={name} in .env (your runs' user: {ADMIN_USER} is the "
+                "tracking server's admin account)"
+            )
+        env.set("MLSTACK_USER", name)
+    elif env.get("MLSTACK_USER") == ADMIN_USER:
+        raise Failure(
+            f"MLSTACK_USER={ADMIN_USER} in .env is the tracking server's admin account, which "
+            f"jobs and notebooks must not log in as: set MLSTACK_USER={ADMIN_USER}-user (or "
+            "another name) in .env",
+            status=2,
+        )
 
     current = env.get("COMPOSE_FILE") or modes.DEFAULT
     files = modes.compose_files(current, environ.get("GPU", ""), environ.get("TEAM", ""))

@@ -144,3 +144,36 @@ def test_scheduled_jobs_are_a_profile_remembered_and_said_and_a_bad_switch_refus
 def test_the_schedulers_password_is_a_generated_secret_and_the_notify_url_masked():
     assert "MLSTACK_SCHEDULER_AUTH" in SECRETS
     assert "MLSTACK_NOTIFY_URL" in envfile.GIVEN_SECRETS
+
+
+def test_a_host_user_named_like_the_admin_gets_another_account_name(tmp_path):
+    env, said = completed(tmp_path, MLSTACK_USER="admin")
+    assert env.get("MLSTACK_USER") == "admin-user"
+    assert said[-1] == (
+        "env: MLSTACK_USER=admin-user in .env (your runs' user: admin is the tracking server's "
+        "admin account)"
+    )
+
+
+def test_an_env_naming_the_admin_as_the_user_is_refused_in_one_line_and_kept(tmp_path):
+    env, _ = completed(tmp_path)
+    env.save()
+    path = tmp_path / ".env"
+    text = path.read_text().replace("MLSTACK_USER=ada", "MLSTACK_USER=admin")
+    path.write_text(text)
+    with pytest.raises(Failure) as refused:
+        complete(EnvFile(path), USER, "My Project")
+    assert refused.value.status == 2
+    assert "\n" not in str(refused.value)
+    assert "set MLSTACK_USER=admin-user (or another name) in .env" in str(refused.value)
+    assert path.read_text() == text
+    # The advice followed: the next completion takes the new name
+    path.write_text(text.replace("MLSTACK_USER=admin", "MLSTACK_USER=admin-user"))
+    assert complete(EnvFile(path), USER, "My Project") == []
+
+
+def test_the_admin_account_name_is_the_one_compose_gives_the_tracking_server():
+    compose = (envfile.ROOT / "compose.yaml").read_text()
+    assert f"MLFLOW_AUTH_ADMIN_USERNAME: {envfile.ADMIN_USER}\n" in compose
+    ini = (envfile.ROOT / "images" / "mlflow" / "basic_auth.ini").read_text()
+    assert f"admin_username = {envfile.ADMIN_USER}\n" in ini

@@ -18,7 +18,7 @@ import requests
 from dotenv import dotenv_values
 from sklearn.datasets import load_wine
 
-from tests.helpers import Project, private_copy, project_resources
+from tests.helpers import Project, private_copy, project_resources, secret_holders
 
 # One stack for the module: its tests stay on one pytest-xdist worker, in file order (spread
 # over both, each worker would start a stack of its own and miss the runs of the other's tests)
@@ -204,6 +204,10 @@ def test_the_engine_refuses_requests_without_credentials_and_no_container_holds_
         c for c in containers if c.labels["com.docker.compose.service"] == "scheduler-worker"
     ][0]
     assert worker.attrs["Config"]["User"] == f"{test_uid}:{test_uid}"
+    # The worker has the runner's environment, never the admin's password
+    assert secret_holders(scheduled.name, env_value(scheduled, "MLFLOW_ADMIN_PASSWORD")) == {
+        "mlflow"
+    }
 
 
 def test_the_nightly_loop_promotes_a_passing_candidate_and_a_worse_one_fails_the_job(scheduled):

@@ -14,9 +14,10 @@ import mlflow
 import pytest
 import requests
 from mlflow.tracking import MlflowClient
+from dotenv import dotenv_values
 from sklearn.datasets import load_wine
 
-from tests.helpers import REPO_ROOT, console_commands, run
+from tests.helpers import REPO_ROOT, console_commands, run, secret_holders
 
 pytestmark = pytest.mark.stack
 
@@ -86,6 +87,17 @@ def test_services_are_healthy_and_run_as_the_host_user(docker_client, stack):
     jupyter = containers["jupyter"]
     assert jupyter.attrs["Config"]["User"] == f"{stack.uid}:{stack.uid}"
     assert jupyter.exec_run(["id", "-u"]).output.decode().strip() == str(stack.uid)
+
+
+def test_no_container_but_the_tracking_server_holds_the_admin_password(stack):
+    admin_password = dotenv_values(stack.directory / ".env")["MLFLOW_ADMIN_PASSWORD"]
+    assert secret_holders(stack.project, admin_password) == {"mlflow"}
+    job = stack.compose(
+        "run", "--rm", "bash", "python", "-c",
+        "import pathlib; print(pathlib.Path('/proc/1/environ').read_text())",
+    )  # fmt: skip
+    assert job.returncode == 0 and "MLFLOW_TRACKING_URI" in job.stdout, job.stderr[-2000:]
+    assert admin_password not in job.stdout
 
 
 def test_ports_are_published_on_loopback_only(docker_client, stack):

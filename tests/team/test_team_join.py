@@ -7,19 +7,37 @@ URL; `make leave` brings the local server back with its earlier runs."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import docker
 import requests
+from dotenv import dotenv_values
 
-from tests.helpers import REPO_ROOT, unique_name
+from tests.helpers import REPO_ROOT, secret_holders, unique_name
 from tests.team.helpers import TeamStack
 
 MEMBER, PASSWORD = "ada-joins", "ada-chose-a-long-password"
+READER_PASSWORD = "bob-chose-a-long-password"
+# A member's own script with MLflow's client and its defaults: reads a run (its id in argv[1]),
+# then tries to delete it; prints the run's user and the outcome
+READER_CLIENT = """
+import sys
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+client = MlflowClient()
+print("read", client.get_run(sys.argv[1]).info.user_id)
+try:
+    client.delete_run(sys.argv[1])
+    print("deleted")
+except MlflowException as error:
+    print("refused", error.get_http_status_code())
+"""
 
 
 def make(project, *args: str, stdin: str = "", env: dict | None = None):
@@ -187,6 +205,25 @@ def joined_through(team_stack, member, proxy: TlsProxy, env_file: Path, before: 
         auth=team_stack.credentials, timeout=30,
     ).json()["run"]  # fmt: skip
     assert got["info"]["user_id"] == MEMBER
+    # A third person, a member the admin adds, reads ada's run through the proxy with a host
+    # MLflow client and its own settings alone (the CA through MLflow's variable), and may not
+    # delete it
+    reader = "bob-reads"
+    added = make(team_stack, "user-add", f"NAME={reader}", stdin=READER_PASSWORD + "\n")
+    assert added.returncode == 0, added.stderr
+    try:
+        bob = subprocess.run(
+            [sys.executable, "-c", READER_CLIENT, run_id], capture_output=True, text=True,
+            timeout=120, cwd=member.directory.parent,
+            env={"PATH": os.environ["PATH"], "HOME": str(member.directory.parent),
+                 "MLFLOW_TRACKING_URI": proxy.url, "MLFLOW_TRACKING_USERNAME": reader,
+                 "MLFLOW_TRACKING_PASSWORD": READER_PASSWORD,
+                 "MLFLOW_TRACKING_SERVER_CERT_PATH": str(proxy.ca)},
+        )  # fmt: skip
+        assert bob.returncode == 0, bob.stderr[-2000:]
+        assert bob.stdout.splitlines() == [f"read {MEMBER}", "refused 403"], bob.stdout
+    finally:
+        assert make(team_stack, "user-remove", f"NAME={reader}").returncode == 0
     # The registered model loads back from the shared server in the member's runner
     loaded = member.compose(
         "run", "--rm", "bash", "python", "-c",
@@ -198,6 +235,10 @@ def joined_through(team_stack, member, proxy: TlsProxy, env_file: Path, before: 
     jupyter_env = member.compose("exec", "-T", "jupyter", "env").stdout
     assert f"MLFLOW_TRACKING_PASSWORD={PASSWORD}" in jupyter_env.splitlines()
     assert team_stack.settings()["MLFLOW_ADMIN_PASSWORD"] not in jupyter_env
+    # No container of the member's holds an admin password: the team's or its own local one's
+    own_admin = dotenv_values(env_file)["MLFLOW_ADMIN_PASSWORD"]
+    for admin_password in (team_stack.settings()["MLFLOW_ADMIN_PASSWORD"], own_admin):
+        assert secret_holders(member.name, admin_password) == set()
 
     left = make(member, "leave")
     assert left.returncode == 0, left.stderr

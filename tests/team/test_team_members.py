@@ -9,9 +9,9 @@ import subprocess
 import sys
 import time
 
-import docker
 import requests
 
+from tests.helpers import secret_holders
 from tests.team.helpers import CommandLineWatch, TeamStack
 from tests.team.test_team_users import outside_env
 
@@ -132,22 +132,7 @@ def test_the_admin_adds_grants_resets_and_removes_members_without_a_password_on_
 
 def test_no_container_but_the_tracking_server_holds_the_admin_password(team_stack: TeamStack):
     admin_password = team_stack.settings()["MLFLOW_ADMIN_PASSWORD"]
-    client = docker.from_env()
-    try:
-        containers = client.containers.list(
-            filters={"label": f"com.docker.compose.project={team_stack.name}"}
-        )
-        holders = set()
-        for container in containers:
-            service = container.labels["com.docker.compose.service"]
-            environment = " ".join(container.attrs["Config"]["Env"] or [])
-            inside = container.exec_run(["cat", "/proc/1/environ"], user="0").output
-            if admin_password in environment or admin_password.encode() in inside:
-                holders.add(service)
-        assert {c.labels["com.docker.compose.service"] for c in containers} >= {"mlflow", "jupyter"}
-        assert holders == {"mlflow"}, holders
-    finally:
-        client.close()
+    assert secret_holders(team_stack.name, admin_password) == {"mlflow"}
     # The runner too, as a job sees it
     job = team_stack.compose(
         "run", "--rm", "bash", "python", "-c",

@@ -22,7 +22,7 @@ import time
 import pytest
 import requests
 
-from tests.helpers import restart_docker_daemon, wait_until_healthy
+from tests.helpers import restart_docker_daemon, secret_holders, wait_until_healthy
 from tests.team.helpers import TEAM_COMPOSE_FILE, TeamStack
 
 CONCURRENT = 8
@@ -317,6 +317,9 @@ def test_sqlite_mode_with_auth_reaches_its_data_under_a_new_env(team_stack: Team
         time.sleep(1)
     assert found.status_code == 200, found.text
     assert found.json()["run"]["info"]["status"] == "FINISHED"
+    # With auth on in SQLite mode too, only the tracking server holds the admin's password
+    admin_password = team_stack.settings()["MLFLOW_ADMIN_PASSWORD"]
+    assert secret_holders(team_stack.name, admin_password) == {"mlflow"}
 
 
 @pytest.mark.daemon_restart
