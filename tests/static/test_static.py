@@ -225,13 +225,28 @@ def test_published_ports_are_loopback_on_remembered_or_docker_chosen_host_ports(
     assert all(re.fullmatch(loopback, port) for port in ports), ports
 
 
+def test_every_service_checks_its_health_with_the_one_timing():
+    base = yaml.safe_load((REPO_ROOT / "compose.yaml").read_text())
+    team = yaml.safe_load((REPO_ROOT / "compose.team.yaml").read_text())
+    # The runner serves nothing; the team file's services that compose.yaml has extend its own
+    services = {k: v for k, v in base["services"].items() if k != "bash"} | {
+        k: v for k, v in team["services"].items() if k not in base["services"]
+    }
+    timing = base["x-healthcheck"]
+    for service, settings in services.items():
+        check = settings.get("healthcheck", {})
+        assert {key: check.get(key) for key in timing} == timing, service
+
+
 def test_team_override_publishes_nothing_and_hardens_like_compose_yaml():
     compose = yaml.safe_load((REPO_ROOT / "compose.yaml").read_text())
     team = yaml.safe_load((REPO_ROOT / "compose.team.yaml").read_text())
     # The database and the object store are reached on the stack's network only
     assert not any(service.get("ports") for service in team["services"].values())
-    # Anchors do not cross files: compose.team.yaml repeats x-hardened, which must not drift
+    # Anchors do not cross files: compose.team.yaml repeats x-hardened and x-healthcheck, which
+    # must not drift
     assert team["x-hardened"] == compose["x-hardened"]
+    assert team["x-healthcheck"] == compose["x-healthcheck"]
 
 
 def test_make_alone_prints_a_description_for_every_target():
