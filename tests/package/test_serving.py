@@ -1,11 +1,16 @@
-"""mlstack.serving's request records: rotation, file mode, a bounded queue, a full disk."""
+"""mlstack.serving: its request records (rotation, file mode, a bounded queue, a full disk) and
+a timed-out prediction's worker."""
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import stat
+import time
 
 import pandas as pd
+import pytest
 
 from mlstack.serving import Record, Recorder
 
@@ -74,3 +79,57 @@ def test_an_unwritable_folder_is_one_warning_and_no_records(tmp_path, caplog):
     assert recorder.file is None and not recorder.chosen()
     assert "requests are not recorded: cannot write" in caplog.text
     recorder.close()
+
+
+@pytest.fixture
+def slow_app(tmp_path, monkeypatch):
+    """create_app on a pyfunc model that answers in 0.6 s, with a 0.1 s request timeout, no
+    records, and os.kill / os._exit recorded instead of done."""
+    import mlflow.pyfunc
+
+    from mlstack import serving
+
+    class Slow(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            time.sleep(0.6)
+            return [0] * len(model_input)
+
+    # Requirements given: MLflow's inference of them takes seconds
+    mlflow.pyfunc.save_model(
+        str(tmp_path / "model"), python_model=Slow(), pip_requirements=["mlflow"]
+    )
+    monkeypatch.setenv("MLSTACK_SERVE_TIMEOUT", "0.1")
+    monkeypatch.setenv("MLSTACK_REQUEST_LOG", "")
+    done = []
+    monkeypatch.setattr(serving.os, "kill", lambda pid, sig: done.append(("kill", pid, sig)))
+    monkeypatch.setattr(serving.os, "_exit", lambda status: done.append(("exit", status)))
+    return serving, serving.create_app(str(tmp_path / "model")), done
+
+
+def post_rows(client) -> int:
+    body = {"dataframe_split": {"columns": ["x"], "data": [[1], [2]]}}
+    return client.post("/invocations", json=body).status_code
+
+
+@pytest.mark.parametrize("supervised", [True, False])
+def test_a_timed_out_prediction_retires_its_worker_when_a_supervisor_replaces_it(
+    slow_app, monkeypatch, caplog, supervised
+):
+    from starlette.testclient import TestClient
+
+    serving, app, done = slow_app
+    parent = object() if supervised else None
+    monkeypatch.setattr(serving.multiprocessing, "parent_process", lambda: parent)
+    with caplog.at_level(logging.WARNING, logger="mlstack.serving"):
+        with TestClient(app) as client:
+            assert post_rows(client) == 504
+            assert post_rows(client) == 504
+        # One SIGTERM to itself (uvicorn's graceful stop) when supervised, and one warning
+        # either way; at the stop, the exit does not wait for the overdue threads
+        kills = [(pid, sig) for kind, *rest in done if kind == "kill" for pid, sig in [rest]]
+        assert kills == ([(os.getpid(), signal.SIGTERM)] if supervised else [])
+        assert ("exit", 0) in done
+    warnings = [r.getMessage() for r in caplog.records if "MLSTACK_SERVE_TIMEOUT" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert ("worker restarts" in warnings[0]) == supervised
+    time.sleep(0.6)  # the overdue threads end before the next test

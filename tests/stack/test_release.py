@@ -382,6 +382,33 @@ def test_release_refuses_big_bodies_and_batches_and_sheds_excess_load(released, 
         stop(container)
 
 
+def test_a_timed_out_prediction_restarts_its_worker_and_the_server_goes_on(released, features):
+    container = serve(
+        released, "--env", "MLSTACK_SERVE_TIMEOUT=0.2", "--env", "MLSTACK_REQUEST_LOG="
+    )
+    try:
+        url = address(container)
+        # About 90,000 rows (under the 100,000 of MLSTACK_SERVE_MAX_ROWS): parsed and predicted
+        # in well over 0.2 s
+        batch = pd.concat([features] * 506, ignore_index=True)
+        answer = requests.post(f"{url}/invocations", json=split(batch), timeout=120)
+        assert answer.status_code == 504, answer.text
+        assert answer.json()["error_code"] == "DEADLINE_EXCEEDED"
+
+        def logs() -> str:
+            found = run(["docker", "logs", container])
+            return found.stdout + found.stderr
+
+        # Two workers started, then a third in place of the one whose prediction ran over
+        wait_for(lambda: logs().count("Started server process") == 3, 120, "a fresh worker")
+        assert "this worker restarts once its other requests are answered" in logs()
+        for _ in range(4):
+            small = requests.post(f"{url}/invocations", json=split(features.iloc[:5]), timeout=30)
+            assert small.status_code == 200, small.text
+    finally:
+        stop(container)
+
+
 def test_release_request_records_rotate_and_stay_bounded(stack, released, features, tmp_path):
     records = tmp_path / "records"
     records.mkdir()

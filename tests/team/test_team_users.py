@@ -22,7 +22,7 @@ import time
 import pytest
 import requests
 
-from tests.helpers import restart_docker_daemon, secret_holders, wait_until_healthy
+from tests.helpers import restart_docker_daemon, secret_holders, wait_for, wait_until_healthy
 from tests.team.helpers import TEAM_COMPOSE_FILE, TeamStack
 
 CONCURRENT = 8
@@ -328,11 +328,30 @@ def test_sqlite_mode_with_auth_reaches_its_data_under_a_new_env(team_stack: Team
     reason="restarts the Docker daemon, stopping every container on it: set "
     "MLSTACK_TEST_DAEMON_RESTART=1 on a machine of its own (CI does)",
 )
-def test_after_a_docker_daemon_restart_the_team_server_is_healthy_with_no_make(
+def test_after_a_docker_daemon_restart_the_team_server_and_its_schedules_are_back_with_no_make(
     team_stack: TeamStack,
 ):
+    scheduled = team_stack.make("up", "SCHEDULE=1")
+    assert scheduled.returncode == 0, scheduled.stdout[-3000:] + scheduled.stderr[-3000:]
+    settings = team_stack.settings()
+    api = f"http://127.0.0.1:{settings['MLSTACK_SCHEDULER_PORT']}/api"
+    login = tuple(settings["MLSTACK_SCHEDULER_AUTH"].split(":", 1))
+
+    def engine_rows(kind: str) -> set[str]:
+        """The ids of the engine's deployments (the jobs) or flow runs (their history)."""
+        found = requests.post(f"{api}/{kind}/filter", json={}, auth=login, timeout=60)
+        assert found.status_code == 200, found.text
+        return {row["id"] for row in found.json()}
+
+    jobs = engine_rows("deployments")
+    assert len(jobs) == 3, jobs
+    # The engine's scheduler service makes each job's next runs within its loop (a minute)
+    runs_before = wait_for(lambda: engine_rows("flow_runs"), 150, "the jobs' scheduled runs")
     restart_docker_daemon()
-    wait_until_healthy(team_stack.name, {"mlflow", "jupyter", "postgres", "s3"}, timeout=300)
+    services = {"mlflow", "jupyter", "postgres", "s3", "scheduler", "scheduler-worker"}
+    wait_until_healthy(team_stack.name, services, timeout=300)
+    assert engine_rows("deployments") == jobs
+    assert runs_before <= engine_rows("flow_runs")
     runs = requests.get(
         f"{team_stack.mlflow_url}/api/2.0/mlflow/experiments/search",
         params={"max_results": 5},

@@ -11,6 +11,9 @@ Settings (environment variables, set in the image; ``docker run -e`` changes the
 
 - ``MLSTACK_MODEL_PATH``: the model's folder (default ``/opt/model``).
 - ``MLSTACK_SERVE_TIMEOUT``: seconds one request may take before it answers 504 (default 60).
+  A prediction thread cannot be stopped, so a worker whose prediction ran out of time finishes
+  its other requests and exits, and uvicorn's supervisor starts a fresh one (``--workers`` 2 or
+  more; a single worker logs a warning and keeps the thread).
 - ``MLSTACK_SERVE_MAX_BODY_MB``: the largest request body in MiB (default 16); a larger one
   answers 413 before its rest is read, so one request cannot make a worker buffer gigabytes.
 - ``MLSTACK_SERVE_MAX_ROWS``: the most rows one request may score (default 100000); more answer
@@ -35,9 +38,11 @@ import dataclasses
 import datetime
 import json
 import logging
+import multiprocessing
 import os
 import queue
 import random
+import signal
 import socket
 import threading
 import uuid
@@ -259,6 +264,21 @@ class RecordedModel:
         return outputs
 
 
+def retire_worker() -> bool:
+    """Ask this uvicorn worker to stop once its other requests are answered (SIGTERM to itself,
+    uvicorn's graceful shutdown), when it is one of several (``--workers`` 2 or more), whose
+    supervisor then starts a fresh one. The thread of a timed-out prediction cannot be stopped:
+    only a new process frees it.
+
+    Returns:
+        True when asked; False for a worker on its own (no supervisor would replace it).
+    """
+    if multiprocessing.parent_process() is None:
+        return False
+    os.kill(os.getpid(), signal.SIGTERM)
+    return True
+
+
 def create_app(model_path: str | None = None) -> Any:
     """The ASGI app serving the model at ``model_path`` (default: ``MLSTACK_MODEL_PATH``).
 
@@ -283,11 +303,18 @@ def create_app(model_path: str | None = None) -> Any:
     timeout = float(os.environ.get("MLSTACK_SERVE_TIMEOUT", "60"))
     max_body = int(float(os.environ.get("MLSTACK_SERVE_MAX_BODY_MB", "16")) * MIB)
 
+    # Predictions of this worker still running after their request timed out
+    overdue = {"predictions": 0}
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         # At the stop (SIGTERM): the queued records are written before the worker exits
         recorder.close()
+        if overdue["predictions"]:
+            # Python's exit would wait for the overdue prediction's thread
+            logging.shutdown()
+            os._exit(0)
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
@@ -345,6 +372,24 @@ def create_app(model_path: str | None = None) -> Any:
                 timeout,
             )
         except TimeoutError:
+            overdue["predictions"] += 1
+            if overdue["predictions"] == 1:
+                if retire_worker():
+                    logger.warning(
+                        "request %s: no answer within %g s (MLSTACK_SERVE_TIMEOUT); its "
+                        "prediction runs on, so this worker restarts once its other requests "
+                        "are answered",
+                        request_id,
+                        timeout,
+                    )
+                else:
+                    logger.warning(
+                        "request %s: no answer within %g s (MLSTACK_SERVE_TIMEOUT); its "
+                        "prediction runs on and holds a thread (run 2 or more workers, "
+                        "MLSTACK_SERVE_WORKERS, to have such a worker restarted)",
+                        request_id,
+                        timeout,
+                    )
             return error(504, "DEADLINE_EXCEEDED", f"no answer within {timeout:g} s", request_id)
         except MlflowException as failure:
             return error(
