@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
+import requests
 from dotenv import dotenv_values
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -241,6 +242,29 @@ def secret_holders(project: str, secret: str) -> set[str]:
         return holders
     finally:
         client.close()
+
+
+def scheduler_api(directory: Path) -> tuple[str, tuple[str, str]]:
+    """The scheduling engine's API URL on the host and its login (user, password), from the
+    .env in ``directory`` as a user reads them (MLSTACK_SCHEDULER_PORT, _AUTH)."""
+    settings = dotenv_values(directory / ".env")
+    return (
+        f"http://127.0.0.1:{settings.get('MLSTACK_SCHEDULER_PORT') or ''}/api",
+        tuple((settings.get("MLSTACK_SCHEDULER_AUTH") or "").split(":", 1)),
+    )
+
+
+def scheduler_rows(directory: Path, kind: str, query: dict | None = None) -> list[dict]:
+    """The engine's ``kind`` (deployments, flow_runs, logs) that ``query`` (a Prefect filter
+    body; none: all) selects, through its REST API with the login of ``directory``'s .env.
+
+    Raises:
+        AssertionError: the API did not answer 200.
+    """
+    api, login = scheduler_api(directory)
+    found = requests.post(f"{api}/{kind}/filter", json=query or {}, auth=login, timeout=10)
+    assert found.status_code == 200, found.text
+    return found.json()
 
 
 def unique_name(purpose: str) -> str:

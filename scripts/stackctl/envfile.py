@@ -37,6 +37,8 @@ GIVEN_SECRETS = ("MLSTACK_TEAM_PASSWORD", "MLSTACK_NOTIFY_URL")
 # The tracking server's basic-auth admin (compose.yaml's MLFLOW_AUTH_ADMIN_USERNAME): jobs and
 # notebooks log in as MLSTACK_USER, who must be another account, never an admin
 ADMIN_USER = "admin"
+# MLSTACK_USER for a host user of that name
+ADMIN_USER_RENAMED = f"{ADMIN_USER}-user"
 HEADER = "# Per-machine settings written by make (scripts/stackctl); documented in .env.example.\n"
 _LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 
@@ -181,7 +183,7 @@ def complete(env: EnvFile, environ: Mapping[str, str], folder: str) -> List[str]
         if name == ADMIN_USER:
             # A host user named like the admin (a Mac's first account often is): the runs are
             # still theirs, under a name the admin account does not have
-            name = f"{name}-user"
+            name = ADMIN_USER_RENAMED
             said.append(
                 f"env: MLSTACK_USER={name} in .env (your runs' user: {ADMIN_USER} is the "
                 "tracking server's admin account)"
@@ -190,7 +192,7 @@ def complete(env: EnvFile, environ: Mapping[str, str], folder: str) -> List[str]
     elif env.get("MLSTACK_USER") == ADMIN_USER:
         raise Failure(
             f"MLSTACK_USER={ADMIN_USER} in .env is the tracking server's admin account, which "
-            f"jobs and notebooks must not log in as: set MLSTACK_USER={ADMIN_USER}-user (or "
+            f"jobs and notebooks must not log in as: set MLSTACK_USER={ADMIN_USER_RENAMED} (or "
             "another name) in .env",
             status=2,
         )

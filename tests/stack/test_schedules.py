@@ -18,7 +18,14 @@ import requests
 from dotenv import dotenv_values
 from sklearn.datasets import load_wine
 
-from tests.helpers import Project, private_copy, project_resources, secret_holders
+from tests.helpers import (
+    Project,
+    private_copy,
+    project_resources,
+    scheduler_api,
+    scheduler_rows,
+    secret_holders,
+)
 
 # One stack for the module: its tests stay on one pytest-xdist worker, in file order (spread
 # over both, each worker would start a stack of its own and miss the runs of the other's tests)
@@ -109,43 +116,27 @@ def env_value(project: Project, key: str) -> str:
 
 def engine(project: Project) -> tuple[str, tuple[str, str]]:
     """The engine's API URL on the host and its credentials, from .env as a user reads them."""
-    return (
-        f"http://127.0.0.1:{env_value(project, 'MLSTACK_SCHEDULER_PORT')}/api",
-        tuple(env_value(project, "MLSTACK_SCHEDULER_AUTH").split(":", 1)),
-    )
+    return scheduler_api(project.directory)
 
 
 def flow_runs(project: Project, job: str) -> list[dict]:
     """The engine's runs of job ``job``, newest expected start first (through its REST API)."""
-    api, login = engine(project)
-    found = requests.post(
-        f"{api}/deployments/filter",
-        json={"deployments": {"name": {"any_": [job]}}},
-        auth=login,
-        timeout=10,
-    ).json()
-    assert found, f"no deployment {job}"
-    runs = requests.post(
-        f"{api}/flow_runs/filter",
-        json={
-            "deployments": {"id": {"any_": [found[0]["id"]]}},
-            "sort": "EXPECTED_START_TIME_DESC",
-        },
-        auth=login,
-        timeout=10,
+    found = scheduler_rows(
+        project.directory, "deployments", {"deployments": {"name": {"any_": [job]}}}
     )
-    return runs.json()
+    assert found, f"no deployment {job}"
+    return scheduler_rows(
+        project.directory,
+        "flow_runs",
+        {"deployments": {"id": {"any_": [found[0]["id"]]}}, "sort": "EXPECTED_START_TIME_DESC"},
+    )
 
 
 def run_logs(project: Project, run_id: str) -> str:
-    api, login = engine(project)
-    logs = requests.post(
-        f"{api}/logs/filter",
-        json={"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200},
-        auth=login,
-        timeout=10,
+    logs = scheduler_rows(
+        project.directory, "logs", {"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200}
     )
-    return "\n".join(entry["message"] for entry in logs.json())
+    return "\n".join(entry["message"] for entry in logs)
 
 
 def mlflow_client(project: Project):

@@ -132,6 +132,7 @@ def test_the_admin_adds_grants_resets_and_removes_members_without_a_password_on_
 
 def test_no_container_but_the_tracking_server_holds_the_admin_password(team_stack: TeamStack):
     admin_password = team_stack.settings()["MLFLOW_ADMIN_PASSWORD"]
+    assert team_stack.container("jupyter").status == "running"
     assert secret_holders(team_stack.name, admin_password) == {"mlflow"}
     # The runner too, as a job sees it
     job = team_stack.compose(

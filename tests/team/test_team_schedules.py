@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.helpers import secret_holders
+from tests.helpers import scheduler_api, scheduler_rows, secret_holders
 from tests.team.helpers import TeamStack
 
 
@@ -16,14 +16,10 @@ def test_in_team_mode_the_engines_state_is_in_postgresql_behind_a_login(team_sta
         assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
         assert "schedules: added nightly-train " in started.stdout
         settings = team_stack.settings()
-        api = f"http://127.0.0.1:{settings['MLSTACK_SCHEDULER_PORT']}/api"
-        login = tuple(settings["MLSTACK_SCHEDULER_AUTH"].split(":", 1))
+        api, _ = scheduler_api(team_stack.directory)
         assert requests.post(f"{api}/deployments/filter", json={}, timeout=10).status_code == 401
         names = lambda: sorted(  # noqa: E731
-            each["name"]
-            for each in requests.post(
-                f"{api}/deployments/filter", json={}, auth=login, timeout=10
-            ).json()
+            each["name"] for each in scheduler_rows(team_stack.directory, "deployments")
         )
         jobs = names()
         assert jobs == ["hourly-drift", "morning-predictions", "nightly-train"]

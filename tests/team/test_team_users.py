@@ -22,7 +22,13 @@ import time
 import pytest
 import requests
 
-from tests.helpers import restart_docker_daemon, secret_holders, wait_for, wait_until_healthy
+from tests.helpers import (
+    restart_docker_daemon,
+    scheduler_rows,
+    secret_holders,
+    wait_for,
+    wait_until_healthy,
+)
 from tests.team.helpers import TEAM_COMPOSE_FILE, TeamStack
 
 CONCURRENT = 8
@@ -333,15 +339,10 @@ def test_after_a_docker_daemon_restart_the_team_server_and_its_schedules_are_bac
 ):
     scheduled = team_stack.make("up", "SCHEDULE=1")
     assert scheduled.returncode == 0, scheduled.stdout[-3000:] + scheduled.stderr[-3000:]
-    settings = team_stack.settings()
-    api = f"http://127.0.0.1:{settings['MLSTACK_SCHEDULER_PORT']}/api"
-    login = tuple(settings["MLSTACK_SCHEDULER_AUTH"].split(":", 1))
 
     def engine_rows(kind: str) -> set[str]:
         """The ids of the engine's deployments (the jobs) or flow runs (their history)."""
-        found = requests.post(f"{api}/{kind}/filter", json={}, auth=login, timeout=60)
-        assert found.status_code == 200, found.text
-        return {row["id"] for row in found.json()}
+        return {row["id"] for row in scheduler_rows(team_stack.directory, kind)}
 
     jobs = engine_rows("deployments")
     assert len(jobs) == 3, jobs

@@ -304,14 +304,14 @@ def create_app(model_path: str | None = None) -> Any:
     max_body = int(float(os.environ.get("MLSTACK_SERVE_MAX_BODY_MB", "16")) * MIB)
 
     # Predictions of this worker still running after their request timed out
-    overdue = {"predictions": 0}
+    overdue = 0
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         # At the stop (SIGTERM): the queued records are written before the worker exits
         recorder.close()
-        if overdue["predictions"]:
+        if overdue:
             # Python's exit would wait for the overdue prediction's thread
             logging.shutdown()
             os._exit(0)
@@ -339,6 +339,7 @@ def create_app(model_path: str | None = None) -> Any:
 
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
+        nonlocal overdue
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         record = None
         if recorder.chosen():
@@ -372,8 +373,8 @@ def create_app(model_path: str | None = None) -> Any:
                 timeout,
             )
         except TimeoutError:
-            overdue["predictions"] += 1
-            if overdue["predictions"] == 1:
+            overdue += 1
+            if overdue == 1:
                 if retire_worker():
                     logger.warning(
                         "request %s: no answer within %g s (MLSTACK_SERVE_TIMEOUT); its "
