@@ -136,3 +136,80 @@ def test_multi_gb_artifacts_round_trip_in_bounded_memory_and_gc_gives_the_space_
         assert len(list((team_stack.directory / "backups").glob("mlflow-team-*.tar.gz"))) == 1
     finally:
         env_file.write_text(settings)
+
+
+# The object store's /data on a 1100 MB disk of its own (a tmpfs volume): SeaweedFS makes one
+# 1 GB volume there, which a 1200 MB artifact cannot fit in
+FULL_STORE = """
+services:
+  s3:
+    volumes: !override
+      - s3-full:/data
+volumes:
+  s3-full:
+    driver_opts: {type: tmpfs, device: tmpfs, o: "size=1100m,uid=%(uid)s,gid=%(gid)s"}
+"""
+
+FILL = r"""
+import json, os, sys, time
+from mlflow import MlflowClient
+
+client, scratch, answer = MlflowClient(), sys.argv[1], []
+run = client.create_run(client.create_experiment("full store")).info.run_id
+for megabytes in (10, 1200):
+    path = os.path.join(scratch, f"weights-{megabytes}.bin")
+    with open(path, "wb") as out:
+        for _ in range(megabytes):
+            out.write(os.urandom(1024**2))
+    started = time.monotonic()
+    try:
+        client.log_artifact(run, path)
+        answer.append({"ok": True})
+    except Exception as error:
+        answer.append({"ok": False, "error": f"{type(error).__name__}: {error}"})
+    answer[-1]["seconds"] = time.monotonic() - started
+    os.unlink(path)
+print(json.dumps(answer))
+"""
+
+
+def test_a_full_artifact_store_is_one_clear_error_at_once_not_minutes_of_500s(
+    team_stack: TeamStack, tmp_path
+):
+    uid = team_stack.compose("exec", "-T", "s3", "id", "-u").stdout.strip()
+    gid = team_stack.compose("exec", "-T", "s3", "id", "-g").stdout.strip()
+    used_before = object_store_bytes(team_stack)
+    override = tmp_path / "full-store.yaml"
+    override.write_text(FULL_STORE % {"uid": uid, "gid": gid})
+    files = ["-f", "compose.yaml", "-f", "compose.team.yaml", "-f", str(override)]
+    # A recreated container keeps the volumes of the one it replaces: removed first
+    assert team_stack.compose("rm", "--stop", "--force", "s3").returncode == 0
+    try:
+        swapped = team_stack.compose(*files, "up", "--detach", "--wait", "--no-deps", "s3")
+        assert swapped.returncode == 0, swapped.stderr[-2000:]
+        result = subprocess.run(
+            [sys.executable, "-c", FILL, str(tmp_path)],
+            env=outside_env(team_stack), cwd=tmp_path, capture_output=True, text=True,
+            timeout=600,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        fits, too_big = json.loads(result.stdout.strip().splitlines()[-1])
+        assert fits["ok"], fits
+        # MLflow's client retries a 500 five times with backoff (minutes); a 507 it does not
+        assert not too_big["ok"] and too_big["seconds"] < 120, too_big
+        error = too_big["error"]
+        assert "507 Server Error: Insufficient Storage" in error, error
+        message = json.loads(error.split("Response text: ", 1)[1])["message"]
+        assert message.startswith("the artifact store has no room for weights-1200.bin"), message
+        assert "\n" not in message and "make gc" in message, message
+        logged = team_stack.compose("logs", "--since", "10m", "mlflow").stdout
+        assert logged.count("no room for weights-1200.bin") == 1, logged[-3000:]
+        assert "Traceback" not in logged.split("no room for weights-1200.bin")[-1], logged[-3000:]
+    finally:
+        # The team's store back on its own volume, unchanged, for the tests after this one
+        team_stack.compose(*files, "rm", "--stop", "--force", "s3")
+        back = team_stack.compose("up", "--detach", "--wait", "--no-deps", "s3")
+        volume = f"{team_stack.name}_s3-full"
+        subprocess.run(["docker", "volume", "rm", volume], capture_output=True, check=False)
+    assert back.returncode == 0, back.stderr[-2000:]
+    assert object_store_bytes(team_stack) >= used_before
