@@ -99,8 +99,8 @@ def service_for_swarm(name: str, service: dict[str, Any], registry: str) -> dict
     swarm = {key: value for key, value in service.items() if key in KEPT and value is not None}
     swarm["image"] = f"{registry}/{service['image']}"
     # Swarm replaces a task whose healthcheck fails (Compose only marks it): a scheduler busy for
-    # some seconds on a loaded machine is not dead, so about a minute of failures first. Without
-    # a healthcheck in compose.yaml, the image's own applies; those run every second.
+    # some seconds on a loaded machine is not dead, so about a minute of failures first. Every
+    # service has compose.yaml's x-healthcheck timing (a static test checks it).
     check = swarm.setdefault("healthcheck", {})
     interval = seconds(check.get("interval", "1s"))
     check["retries"] = max(check.get("retries", 3), math.ceil(HEALTHY_GRACE / interval))

@@ -8,7 +8,9 @@ import time
 
 import pytest
 import requests
+import yaml
 
+from tests.helpers import REPO_ROOT
 from tests.images.test_images import output_of
 
 
@@ -22,6 +24,7 @@ def started(docker_client):
     containers = []
 
     def start(image: str, **options):
+        options.setdefault("healthcheck", compose_health_timing())
         container = docker_client.containers.run(image, detach=True, **options)
         containers.append(container)
         return container
@@ -29,6 +32,17 @@ def started(docker_client):
     yield start
     for container in containers:
         container.remove(force=True)
+
+
+def compose_health_timing() -> dict[str, int]:
+    """compose.yaml's x-healthcheck (the stack's one health-check timing; the images carry only
+    the probe) as the Docker API's HealthConfig: nanoseconds and a retry count. Its probe is left
+    out, so each image's own applies."""
+    timing = yaml.safe_load((REPO_ROOT / "compose.yaml").read_text())["x-healthcheck"]
+    # Compose durations as compose.yaml writes them: a whole number of seconds, e.g. 180s
+    nanoseconds = {key: int(str(value).removesuffix("s")) * 10**9 for key, value in timing.items()
+                   if key != "retries"}  # fmt: skip
+    return {**nanoseconds, "retries": int(timing["retries"])}
 
 
 def wait_healthy(container, deadline_seconds: float = 180) -> None:

@@ -236,6 +236,15 @@ def test_every_service_checks_its_health_with_the_one_timing():
     for service, settings in services.items():
         check = settings.get("healthcheck", {})
         assert {key: check.get(key) for key in timing} == timing, service
+    # ... and the images carry only the probe: a timing there would be a second one. Only the
+    # images that run outside compose (a released model's, the Swarm's registry) time their own.
+    probes = {}
+    for dockerfile in sorted((REPO_ROOT / "images").glob("*/*Dockerfile")):
+        found = re.search(r"^HEALTHCHECK (.*)$", dockerfile.read_text(), re.M)
+        if found and dockerfile.parent.name not in ("release", "registry"):
+            probes[dockerfile.parent.name] = found[1]
+    assert sorted(probes) == ["jupyter", "mlflow", "postgres", "s3", "scheduler"], probes
+    assert all(probe.startswith("CMD ") for probe in probes.values()), probes
 
 
 def test_team_override_publishes_nothing_and_hardens_like_compose_yaml():
