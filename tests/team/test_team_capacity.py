@@ -172,13 +172,38 @@ for megabytes in (10, 1200):
 print(json.dumps(answer))
 """
 
+# One small artifact logged (prints the run and its SHA-256), then fetched again (prints it)
+KEEP = r"""
+import hashlib, os, sys
+from mlflow import MlflowClient
+path, client = sys.argv[1], MlflowClient()
+data = os.urandom(64 * 1024)
+open(path, "wb").write(data)
+run = client.create_run(client.create_experiment("kept across the swap")).info.run_id
+client.log_artifact(run, path)
+print(run, hashlib.sha256(data).hexdigest())
+"""
+FETCH = r"""
+import hashlib, os, sys
+from mlflow import MlflowClient
+os.makedirs(sys.argv[2])
+local = MlflowClient().download_artifacts(sys.argv[1], "kept.bin", sys.argv[2])
+print(hashlib.sha256(open(local, "rb").read()).hexdigest())
+"""
+
 
 def test_a_full_artifact_store_is_one_clear_error_at_once_not_minutes_of_500s(
     team_stack: TeamStack, tmp_path
 ):
     uid = team_stack.compose("exec", "-T", "s3", "id", "-u").stdout.strip()
     gid = team_stack.compose("exec", "-T", "s3", "id", "-g").stdout.strip()
-    used_before = object_store_bytes(team_stack)
+    # An artifact on the team's store before the swap, to find intact after it
+    kept = subprocess.run(
+        [sys.executable, "-c", KEEP, str(tmp_path / "kept.bin")],
+        env=outside_env(team_stack), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert kept.returncode == 0, kept.stderr[-2000:]
+    run, digest = kept.stdout.split()[-2:]
     override = tmp_path / "full-store.yaml"
     override.write_text(FULL_STORE % {"uid": uid, "gid": gid})
     files = ["-f", "compose.yaml", "-f", "compose.team.yaml", "-f", str(override)]
@@ -212,4 +237,9 @@ def test_a_full_artifact_store_is_one_clear_error_at_once_not_minutes_of_500s(
         volume = f"{team_stack.name}_s3-full"
         subprocess.run(["docker", "volume", "rm", volume], capture_output=True, check=False)
     assert back.returncode == 0, back.stderr[-2000:]
-    assert object_store_bytes(team_stack) >= used_before
+    found = subprocess.run(
+        [sys.executable, "-c", FETCH, run, str(tmp_path / "back")],
+        env=outside_env(team_stack), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr[-2000:]
+    assert found.stdout.split()[-1] == digest
