@@ -1,6 +1,7 @@
-# Baseline of figure 4 of `make bench`: the single image the ancestor projects built, everything
-# pip-installed in one Dockerfile on Debian (MLflow server, JupyterLab, the science set). Built
-# from the repo root as context, like the stack's images; never used by the stack itself.
+# Baseline of `cold-build` in `make bench`: the single image the ancestor projects built,
+# everything pip-installed in one Dockerfile on Debian (MLflow server, JupyterLab, the science
+# set). Built from the repo root as context, like the stack's images; never used by the stack
+# itself.
 ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
 

@@ -1,8 +1,8 @@
-"""Search probe, run inside the runner container (figure 11 of `make bench`).
+"""Search probe, run inside the runner container (`dask-search` of `make bench`).
 
 Times one hyperparameter search, ``cross_validate_grid()`` of the project's package (the code
-sweep.py runs, without its MLflow logging; the bench's project is the tests' fixture project,
-``fixture_project``), either locally (``--jobs 1``: joblib's sequential backend, in this one
+sweep.py runs, without its MLflow logging; the bench's project is ``bench_project``, made by
+make init's code), either locally (``--jobs 1``: joblib's sequential backend, in this one
 process; ``--jobs N``: joblib's default loky backend with ``n_jobs=N`` worker processes, what a
 user on one machine would use instead of Dask) or on the Dask cluster of `make up WORKERS=N` (as
 sweep.py calls it, inside ``cluster.parallel``). Prints one JSON object on stdout, last:
@@ -38,7 +38,7 @@ def warm_up() -> float:
     import sklearn.metrics  # noqa: F401
     import sklearn.model_selection  # noqa: F401
 
-    from fixture_project import model
+    from bench_project import model
 
     model._data(None)
     return time.perf_counter() - started
@@ -85,7 +85,7 @@ def main() -> None:
     import joblib
 
     from mlstack import cluster
-    from fixture_project.model import cross_validate_grid
+    from bench_project.model import cross_validate_grid
 
     grid = {"n_estimators": args.n_estimators, "max_depth": args.max_depth}
     client = None

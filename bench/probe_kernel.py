@@ -1,4 +1,4 @@
-"""Kernel probe, run inside the jupyter container (figure 9 of `make bench`).
+"""Kernel probe, run inside the jupyter container (`kernel-start` of `make bench`).
 
 For each repetition: ``POST /api/kernels`` (a new Python kernel), open the kernel's websocket,
 send ``1+1`` and wait for the ``execute_result`` ``2``; then delete the kernel. Prints one JSON

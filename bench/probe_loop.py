@@ -1,5 +1,5 @@
 """Training-loop logging probe, run inside the runner container as a job of the stack's own
-kind (figure 14 of `make bench`).
+kind (`training-loop-logging` of `make bench`).
 
 A loop logs VALUES metric values, once with MLflow's default synchronous logging (the baseline,
 ``synchronous=True``: MLflow's default when MLFLOW_ENABLE_ASYNC_LOGGING is unset) and once as
@@ -29,7 +29,8 @@ def stored(run_id: str) -> int:
 @mlstack.job
 @click.option("--values", type=click.IntRange(min=1), default=10_000)
 def probe(values: int) -> None:
-    """Time a loop of log_metric calls, synchronous (MLflow's default) and as the stack's jobs log."""
+    """Time a loop of log_metric calls, synchronous (MLflow's default) and as the stack's jobs
+    log."""
     with mlstack.start_run(run_name="loop-sync", experiment=EXPERIMENT) as sync_run:
         start = time.perf_counter()
         for step in range(values):

@@ -1,4 +1,5 @@
-"""Logging probe, run inside the runner container (figures 1 and 2 of `make bench`).
+"""Logging probe, run inside the runner container (`log-metric-latency` and
+`log-batch-throughput` of `make bench`).
 
 Times synchronous ``mlflow.log_metric`` calls and ``MlflowClient.log_batch`` calls of 1,000
 metrics against one tracking server, and prints the raw timings as one JSON object on stdout:

@@ -1,4 +1,4 @@
-"""Monitoring probe, run inside the runner container (figure 18 of `make bench`): writes ROWS
+"""Monitoring probe, run inside the runner container (`monitor` of `make bench`): writes ROWS
 served rows as the release image records them (the wine features, 20 rows per request record)
 into a folder of the project, then runs monitor.py on them as a user does and measures it.
 Prints one JSON object: ``{"rows": N, "seconds": ..., "peak_rss_bytes": ..., "exit": status}``

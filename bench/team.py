@@ -1,22 +1,27 @@
-"""Figure 13 of `make bench`: the team stack (compose.team.yaml: the tracking server on
+"""The team stack benchmark: the team stack (compose.team.yaml: the tracking server on
 PostgreSQL and the S3 object store, auth on, several workers) next to the SQLite default, in the
-same run: `log_metric` latency and `log_batch` throughput from each stack's runner, probes
-alternating between the two stacks, and the idle memory of the team's services.
+same run, probes alternating between the two stacks.
+
+- ``team-log-metric-latency``, ``team-log-batch-throughput``: MLflow's client in each stack's
+  runner logging to its tracking server.
+- ``team-idle-memory``: the team's services at rest, against the SQLite default's mlflow.
 
 The SQLite default is the run's own project (`make up`); the team stack is its second project
 (`<project>-2`, `make up TEAM=1`), both built and removed by the benchmark's workspace."""
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import time
 from dataclasses import dataclass, field
 
 from bench.measure import build_stack, last_json_line, median_rss, settle
-from bench.report import Row, median, millis, p95, ratio, size, throughput, verdict
+from bench.table import Row, median, millis, p95, ratio, size, throughput, verdict
 from bench.workspace import BenchError, Workspace, group_process, log
 
-FIGURE = 13
+NAME = "team"
+ROWS = ("team-log-metric-latency", "team-log-batch-throughput", "team-idle-memory")
 # What `make up TEAM=1` merges (tests/team/helpers.py names the same)
 TEAM_COMPOSE_FILE = "compose.yaml:compose.team.yaml"
 TEAM_SERVICES = ("mlflow", "postgres", "s3")
@@ -26,7 +31,7 @@ TEAM_UP_TIMEOUT_S = 900
 
 @dataclass
 class TeamResults:
-    """Figure 13's raw numbers. ``sqlite`` and ``team`` hold one probe result per repetition
+    """The raw numbers. ``sqlite`` and ``team`` hold one probe result per repetition
     (bench/probe_mlflow.py's JSON: seconds per call); ``rss_bytes`` the team services' idle
     RSS by service; ``workers`` the team server's worker count; ``error`` why it failed."""
 
@@ -99,11 +104,11 @@ def container_of(ws: Workspace, env: dict[str, str], service: str):
 def run_team(
     ws: Workspace, team: TeamResults, reps: int, calls: int, batches: int, idle_s: float
 ) -> None:
-    """Measure figure 13 into ``team``: both stacks up side by side, then ``reps`` rounds of
+    """Measure into ``team``: both stacks up side by side, then ``reps`` rounds of
     the logging probe (``calls`` log_metric and ``batches`` log_batch calls each), SQLite and
     team alternating, after the team services' idle memory. A failure is kept in
     ``team.error``, never raised."""
-    log(f"figure {FIGURE}: the team stack next to the SQLite default")
+    log("the team stack next to the SQLite default")
     try:
         default_env = sqlite_env(ws)
         log("  make up (the SQLite default) and the project images of the team stack")
@@ -149,8 +154,8 @@ def _pooled_logging(results: list[dict]) -> dict:
     return {key: _pooled(results, key) for key in keys} | {"batch_size": results[0]["batch_size"]}
 
 
-def team_rows(team: TeamResults) -> list[Row]:
-    """Figure 13's rows: log_metric p50/p95, log_batch throughput, idle memory."""
+def rows(team: TeamResults) -> list[Row]:
+    """The table's rows of this benchmark (ROWS, in that order)."""
     sqlite, ours = _pooled_logging(team.sqlite), _pooled_logging(team.team)
     team_p50, team_p95 = median(ours.get("log_metric_s", [])), p95(ours.get("log_metric_s", []))
     base_p50, base_p95 = median(sqlite.get("log_metric_s", [])), p95(sqlite.get("log_metric_s", []))
@@ -163,7 +168,7 @@ def team_rows(team: TeamResults) -> list[Row]:
     parts = ", ".join(f"{name} {size(value)}" for name, value in team.rss_bytes.items())
     return [
         Row(
-            FIGURE,
+            ROWS[0],
             f"team stack: sync `log_metric` latency, p50 / p95 "
             f"({len(ours.get('log_metric_s', [])):,} calls each, alternating)",
             f"{millis(team_p50)} / {millis(team_p95)}",
@@ -173,7 +178,7 @@ def team_rows(team: TeamResults) -> list[Row]:
             verdict(None if q50 is None else q50 <= 2),
         ),
         Row(
-            FIGURE,
+            ROWS[1],
             "team stack: `log_batch` throughput, batches of 1,000 metrics",
             "—" if team_tp is None else f"{team_tp:,.0f} metrics/s",
             "—" if base_tp is None else f"{base_tp:,.0f} metrics/s (SQLite default)",
@@ -182,7 +187,7 @@ def team_rows(team: TeamResults) -> list[Row]:
             verdict(None if q_tp is None else q_tp >= 1),
         ),
         Row(
-            FIGURE,
+            ROWS[2],
             f"team stack: idle RSS of its services ({parts or 'not measured'}; "
             f"{team.workers or '?'} workers)",
             size(rss),
@@ -195,12 +200,14 @@ def team_rows(team: TeamResults) -> list[Row]:
     ]
 
 
-def team_breakdown(team: TeamResults) -> str:
-    """Where figure 13's time goes, as Markdown lines: a bare ``GET /health`` and the raw
-    log-metric request (no MLflow client) on each stack, per repetition's medians."""
+def details(team: TeamResults) -> list[str]:
+    """Where the time goes, as the results file's list items: a bare ``GET /health`` and the
+    raw log-metric request (no MLflow client) on each stack, per repetition's medians."""
     if team.error:
-        return f"- Figure {FIGURE} failed: {team.error}"
-    lines = [f"- Figure {FIGURE}: `make up TEAM=1` (first start) took {team.team_up_s:.0f} s."]
+        return [f"`{ROWS[0]}`: error: {team.error}"]
+    items = []
+    if team.team_up_s is not None:
+        items.append(f"`{ROWS[0]}`: `make up TEAM=1` (first start) took {team.team_up_s:.0f} s")
     for name, results in (("SQLite default", team.sqlite), ("team stack", team.team)):
         for key, what in (
             ("log_metric_s", "`log_metric`"),
@@ -208,5 +215,27 @@ def team_breakdown(team: TeamResults) -> str:
             ("raw_log_metric_s", "raw log-metric request"),
         ):
             medians = ", ".join(millis(median(r.get(key, []))) for r in results)
-            lines.append(f"  - {name}: {what} p50 per repetition: {medians}")
-    return "\n".join(lines)
+            items.append(f"`{ROWS[0]}`, {name}: {what} p50 per repetition: {medians}")
+    return items
+
+
+def describe(args: argparse.Namespace, team: TeamResults) -> str:
+    """How much was measured, for the results file's settings line."""
+    return (
+        f"{args.team_reps} rounds of {args.team_calls} `log_metric` and {args.team_batches} "
+        "`log_batch` calls per tracking store, alternating"
+    )
+
+
+def measure(ws: Workspace, args: argparse.Namespace) -> TeamResults:
+    """Both stacks and the probes with the options' sizes; a failure is kept in ``error``."""
+    team = TeamResults()
+    run_team(
+        ws,
+        team,
+        reps=args.team_reps,
+        calls=args.team_calls,
+        batches=args.team_batches,
+        idle_s=args.idle_seconds,
+    )
+    return team

@@ -30,19 +30,28 @@ import docker
 import docker.errors
 from dotenv import dotenv_values
 
-from tests.helpers import REPO_ROOT, copy_project, image_settings
+# The repo the benchmark measures (bench/ is one of its folders)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The host package make runs (scripts/stackctl), for the one definition of the image chain and
+# of the image settings
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+from stackctl import envfile, images, project  # noqa: E402
 
 # On every container and volume the benchmark creates with the SDK, so cleanup finds them
 RUN_LABEL = "mlstack.bench.run"
 # The label make build puts on a project's own images (its value: the compose project)
 PROJECT_LABEL = "mlstack.project"
 # The stack's shared images in build order (make build: mlflow, jupyter and bash side by
-# side), the services with a project image of their own, and the services `make up` starts
-STACK_IMAGES = ("base", "science", "mlflow", "jupyter", "bash")
-PROJECT_SERVICES = ("jupyter", "bash")
+# side) and the services with a project image of their own, from the chain's definition; the
+# services `make up` starts
+STACK_IMAGES = images.GROUPS["stack"]
+PROJECT_SERVICES = images.PROJECT_SERVICES
 SERVICES = ("mlflow", "jupyter")
 # The compose project name of the second project is this run's project with this suffix
 SECOND_PROJECT_SUFFIX = "-2"
+# The name of the project the benchmark measures (package bench_project), made from the repo's
+# project folder as `make init NAME=bench-project` would
+BENCH_PROJECT = "bench-project"
 
 
 class BenchError(RuntimeError):
@@ -91,7 +100,7 @@ class Workspace:
         folder's name; EXTRA_CA_CERTS from the environment, else the project's .env.
         """
         run_id = secrets.token_hex(3)
-        settings = image_settings()
+        settings = envfile.image_settings()
         folder = re.sub(r"[^a-z0-9_-]", "-", REPO_ROOT.name.lower())
         project = f"{os.environ.get('COMPOSE_PROJECT_NAME') or folder}-bench-{run_id}"
         extra_ca = os.environ.get("EXTRA_CA_CERTS", "")
@@ -360,3 +369,45 @@ def _attempt(what: str, action, *args, **kwargs) -> list[str]:
     except docker.errors.APIError as error:
         return [f"{what}: {error.explanation or error}"]
     return []
+
+
+def copy_project(destination: Path) -> Path:
+    """Make ``destination`` a clone of the repo with the working tree's changes on top (the
+    files a fresh clone has, plus uncommitted edits and untracked files that are not ignored),
+    its project folder made the project BENCH_PROJECT by make init's code.
+
+    A git clone with the repo's own remote, so that the image labels make build takes from git
+    come out as in the repo.
+
+    Returns:
+        ``destination``, a project folder that make and compose can use like a fresh clone.
+
+    Raises:
+        BenchError: a git command failed (its message).
+    """
+
+    def git(*args: str, cwd: Path = REPO_ROOT) -> str:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise BenchError(f"git {args[0]} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    git("clone", "--quiet", str(REPO_ROOT), str(destination))
+    try:
+        origin = git("config", "--get", "remote.origin.url").strip()
+    except BenchError:
+        origin = ""
+    git("remote", *(["set-url", "origin", origin] if origin else ["remove", "origin"]),
+        cwd=destination)  # fmt: skip
+    listed = git("ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    for relative in filter(None, listed.split("\0")):
+        source = REPO_ROOT / relative
+        if source.is_file():
+            target = destination / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    for relative in filter(None, git("ls-files", "-z", "--deleted").split("\0")):
+        (destination / relative).unlink(missing_ok=True)
+    # The probes import the project's package by this name, whatever the repo's project is
+    project.generate(destination / "project", BENCH_PROJECT)
+    return destination

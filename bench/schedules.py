@@ -1,13 +1,16 @@
-"""Figures 19 and 20 of `make bench`: the scheduled jobs (make up SCHEDULE=1) on the run's
-project. 19: the idle memory of the scheduling engine and its worker, against the stack's own
-(mlflow and jupyter). 20: the delay from a job's scheduled time to its process start, against
-what a cron line around `docker compose run` gives (the same command started by hand).
+"""The scheduled jobs benchmark (make up SCHEDULE=1) on the run's project.
+
+- ``schedule-idle-memory``: the scheduling engine and its worker at rest, against the stack's
+  own services (mlflow and jupyter).
+- ``schedule-delay``: from a job's scheduled time to its process start, against what a cron line
+  around `docker compose run` gives (the same command started by hand).
 
 The run's project is brought up in the schedule mode with one every-minute job that prints its
 start time; the engine's API gives each run's scheduled time and output."""
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import dataclass, field
 
@@ -15,10 +18,11 @@ import requests
 from dotenv import dotenv_values
 
 from bench.measure import median_rss, settle
-from bench.report import Row, median, ratio, seconds, size
+from bench.table import Row, median, ratio, seconds, size
 from bench.workspace import BenchError, Workspace, log
 
-FIGURES = (19, 20)
+NAME = "schedules"
+ROWS = ("schedule-idle-memory", "schedule-delay")
 # The job: its first act prints the time its process started (seconds since the epoch)
 PROBE = "python -c \"import time; print('started', time.time())\""
 # The same, started by hand
@@ -71,10 +75,10 @@ def scheduled_delays(ws: Workspace) -> list[float]:
 
 
 def run_schedule(ws: Workspace, results: ScheduleResults, runs: int, idle_s: float) -> None:
-    """Measure figures 19 and 20 into ``results``: the project up with SCHEDULE=1 and the
+    """Measure into ``results``: the project up with SCHEDULE=1 and the
     probe job, the services' idle RSS, then ``runs`` scheduled runs of the job, and as many
     `docker compose run` starts. A failure is kept in ``results.error``, never raised."""
-    log("figures 19-20: the scheduled jobs (make up SCHEDULE=1)")
+    log("the scheduled jobs (make up SCHEDULE=1)")
     schedule = ws.directory / "project" / "schedules.toml"
     kept = schedule.read_text() if schedule.exists() else None
     try:
@@ -118,15 +122,15 @@ def run_schedule(ws: Workspace, results: ScheduleResults, runs: int, idle_s: flo
             log(f"  warning: make up SCHEDULE=0 failed: {error}")
 
 
-def schedule_rows(results: ScheduleResults) -> list[Row]:
-    """Figures 19 and 20."""
+def rows(results: ScheduleResults) -> list[Row]:
+    """The table's rows of this benchmark (ROWS, in that order)."""
     engine = sum(results.rss_bytes.get(name, 0) for name in ENGINE) or None
     stack = sum(results.rss_bytes.get(name, 0) for name in STACK) or None
     parts = ", ".join(f"{name} {size(value)}" for name, value in results.rss_bytes.items())
     delay, by_hand = median(results.delays_s), median(results.by_hand_s)
     return [
         Row(
-            19,
+            ROWS[0],
             f"scheduled jobs: idle RSS of the engine and its worker ({parts or 'not measured'})",
             size(engine),
             f"{size(stack)} (the stack's mlflow and jupyter)",
@@ -135,7 +139,7 @@ def schedule_rows(results: ScheduleResults) -> list[Row]:
             "—",
         ),
         Row(
-            20,
+            ROWS[1],
             f"scheduled jobs: delay from the scheduled time to the job's process start, median "
             f"of {len(results.delays_s)} runs",
             seconds(delay),
@@ -145,3 +149,20 @@ def schedule_rows(results: ScheduleResults) -> list[Row]:
             "—",
         ),
     ]
+
+
+def details(results: ScheduleResults) -> list[str]:
+    """The failure, if any, as the results file's list item."""
+    return [f"`{ROWS[0]}`: error: {results.error}"] if results.error else []
+
+
+def describe(args: argparse.Namespace, results: ScheduleResults) -> str:
+    """How much was measured, for the results file's settings line."""
+    return f"{args.schedule_runs} runs of an every-minute job and as many by hand"
+
+
+def measure(ws: Workspace, args: argparse.Namespace) -> ScheduleResults:
+    """The scheduled and by-hand runs (``args.schedule_runs`` each) and the idle memory."""
+    results = ScheduleResults()
+    run_schedule(ws, results, args.schedule_runs, args.idle_seconds)
+    return results
